@@ -1,0 +1,1 @@
+"""The controller: scenario -> plan -> environment -> load generators -> results -> report."""
