@@ -1,0 +1,328 @@
+"""PNG and SVG plots of a set of results (matplotlib, Agg backend: no display needed)."""
+
+from __future__ import annotations
+
+import re
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator  # noqa: E402
+
+from .baseline import ARCHS, ArticleTable  # noqa: E402
+from .cells import Cell, arch_order, variant_label, variants  # noqa: E402
+from .load import Result, Run  # noqa: E402
+
+# One colour per architecture, the same in every plot.
+_PALETTE = plt.get_cmap("tab10").colors
+SERVICE_COLORS = {"server": "#d62728", "redis": "#1f77b4", "loadgen": "#2ca02c"}
+_VARIANT_MARKERS = "osD^vP*X"
+
+# Percentiles shown on the "nines" axis: 1/(1-p).
+NINES = [(0.0, "0%"), (0.5, "50%"), (0.9, "90%"), (0.99, "99%"), (0.999, "99.9%"),
+         (0.9999, "99.99%"), (0.99999, "99.999%"), (0.999999, "99.9999%")]
+
+
+def arch_color(arch: str):
+    i = ARCHS.index(arch) if arch in ARCHS else len(ARCHS) + hash(arch) % 3
+    return _PALETTE[i % len(_PALETTE)]
+
+
+@dataclass
+class PlotFile:
+    name: str
+    title: str
+    png: Path
+    svg: Path
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "plot"
+
+
+def _save(fig, out_dir: Path, name: str, title: str) -> PlotFile:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    png, svg = out_dir / f"{name}.png", out_dir / f"{name}.svg"
+    fig.savefig(png, dpi=110, bbox_inches="tight")
+    # No metadata: keeps the SVG free of external namespace references beyond the SVG's own.
+    fig.savefig(svg, bbox_inches="tight", metadata={"Date": None})
+    plt.close(fig)
+    return PlotFile(name=name, title=title, png=png, svg=svg)
+
+
+def _thousands(x, _pos=None) -> str:
+    return f"{x:,.0f}"
+
+
+def _concurrency_axis(ax, levels: list[int]) -> None:
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(FixedLocator(levels))
+    ax.xaxis.set_major_formatter(FuncFormatter(_thousands))
+    ax.xaxis.set_minor_locator(NullLocator())
+    if len(levels) > 7:
+        plt.setp(ax.get_xticklabels(), rotation=45, ha="right")
+    lo, hi = min(levels), max(levels)
+    pad = (hi / lo) ** 0.04 if hi > lo else 1.5
+    ax.set_xlim(lo / pad, hi * pad)
+    ax.set_xlabel("concurrency (connections, log scale)")
+    ax.grid(True, which="major", alpha=0.3)
+
+
+def _article_series(table: ArticleTable, arch: str, lo: int, hi: int) -> dict[int, int]:
+    return {c: v for c, v in table.numeric_series(arch).items() if lo <= c <= hi}
+
+
+def plot_throughput(cells: list[Cell], table: ArticleTable, out_dir: Path,
+                    normalised: bool = False) -> PlotFile | None:
+    cells = [c for c in cells if c.runs]
+    if not cells:
+        return None
+    levels = sorted({c.connections for c in cells})
+    lo, hi = levels[0], levels[-1]
+    var_list = variants(cells)
+    fig, ax = plt.subplots(figsize=(9.5, 5.2))
+    archs = sorted({c.arch for c in cells}, key=arch_order)
+    for vi, var in enumerate(var_list):
+        marker = _VARIANT_MARKERS[vi % len(_VARIANT_MARKERS)]
+        for arch in archs:
+            mine = sorted((c for c in cells if c.arch == arch and c.variant == var),
+                          key=lambda c: c.connections)
+            pts = [(c.connections, c.figure) for c in mine if c.figure is not None]
+            if not pts:
+                continue
+            peak = max(v for _, v in pts) if normalised else 1.0
+            color = arch_color(arch)
+            ax.plot([x for x, _ in pts], [y / peak for _, y in pts], "-", marker=marker,
+                    color=color, lw=2, ms=5, zorder=3)
+            if not normalised:
+                # Each repeat as a faint dot; invalid runs as grey crosses.
+                for c in mine:
+                    for r in c.runs:
+                        if r.requests_per_sec is None:
+                            continue
+                        if r.valid:
+                            ax.plot(c.connections, r.requests_per_sec, ".", color=color,
+                                    alpha=0.45, ms=5, zorder=2)
+                        else:
+                            ax.plot(c.connections, r.requests_per_sec, "x", color="0.35",
+                                    ms=8, mew=1.8, zorder=4)
+    for arch in archs:
+        art = _article_series(table, arch, lo, hi)
+        if not art:
+            continue
+        peak = max(art.values()) if normalised else 1.0
+        ax.plot(list(art), [v / peak for v in art.values()], "--", marker="o", ms=3,
+                mfc="none", color=arch_color(arch), lw=1.5, alpha=0.85, zorder=1)
+    _concurrency_axis(ax, levels)
+    if normalised:
+        ax.set_ylabel("fraction of own peak")
+        ax.axhline(0.5, color="0.5", lw=0.8, ls=":")
+        ax.text(lo, 0.5, " half of peak (collapse)", va="bottom", fontsize=8, color="0.4")
+        ax.set_ylim(0, 1.08)
+        title = "Requests/second normalised to each architecture's own peak"
+    else:
+        ax.set_ylabel("requests/second")
+        ax.yaxis.set_major_formatter(FuncFormatter(_thousands))
+        ax.set_ylim(bottom=0)
+        title = "Requests/second against concurrency"
+    ax.set_title(title)
+    handles = [Line2D([], [], color=arch_color(a), lw=2, label=a) for a in archs]
+    handles += [Line2D([], [], color="k", lw=2, label="ours (median of valid repeats)"),
+                Line2D([], [], color="k", lw=1.5, ls="--", label="article")]
+    if not normalised:
+        handles.append(Line2D([], [], color="0.35", ls="", marker="x", mew=1.8, label="invalid run"))
+    if len(var_list) > 1:
+        handles += [Line2D([], [], color="0.3", ls="", marker=_VARIANT_MARKERS[i % 8],
+                           label=variant_label(v)) for i, v in enumerate(var_list)]
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9,
+              frameon=False)
+    return _save(fig, out_dir, "throughput-normalised" if normalised else "throughput", title)
+
+
+def latency_points(run: Run) -> tuple[list[float], list[float], str]:
+    """(percentiles as fractions, latency in ms, source) for a run; p = 1 cannot sit on the axis."""
+    spectrum = run.latency_spectrum or []
+    pts = []
+    if spectrum:
+        scale = 100.0 if max(row[1] for row in spectrum) > 1.0 else 1.0
+        pts = [(row[1] / scale, row[0]) for row in spectrum if row[1] / scale < 1.0]
+        source = "spectrum"
+    if not pts:
+        lat = run.latency_ms
+        pts = [(p, lat[k]) for p, k in ((0.5, "p50"), (0.9, "p90"), (0.99, "p99"), (0.999, "p99_9"))
+               if lat.get(k) is not None]
+        source = "percentiles"
+    pts.sort()
+    return [p for p, _ in pts], [v for _, v in pts], source
+
+
+def _nines_axis(ax, max_p: float) -> None:
+    ax.set_xscale("log")
+    ticks = [(1 / (1 - p), lab) for p, lab in NINES if p <= max(max_p, 0.99) + 1e-12]
+    ax.xaxis.set_major_locator(FixedLocator([t for t, _ in ticks]))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _pos: dict(
+        (round(t), lab) for t, lab in ticks).get(round(x), "")))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xlim(1, ticks[-1][0] * 1.5)
+    ax.set_xlabel("percentile (log scale of 1/(1-p))")
+    ax.set_ylabel("latency (ms)")
+    ax.grid(True, alpha=0.3)
+
+
+def _latency_yscale(ax, values: list[float]) -> None:
+    positive = [v for v in values if v > 0]
+    if positive and max(positive) / min(positive) > 100:
+        ax.set_yscale("log")
+    else:
+        ax.set_ylim(bottom=0)
+
+
+def plot_latency_run(run: Run, out_dir: Path) -> PlotFile | None:
+    ps, vs, source = latency_points(run)
+    if not ps:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot([1 / (1 - p) for p in ps], vs, "-", marker="." if source == "percentiles" else None,
+            color=arch_color(run.arch), lw=2)
+    _nines_axis(ax, max(ps))
+    _latency_yscale(ax, vs)
+    status = "valid" if run.valid else "INVALID: " + "; ".join(run.reasons)
+    title = f"Latency by percentile: {run.label} ({run.result_id})"
+    ax.set_title(title, fontsize=10)
+    # Status under the axes, wrapped, so long reasons never sit on the curve.
+    caption = textwrap.fill(f"{status}. Points from the run's {source}.", width=95)
+    ax.text(0.0, -0.2, caption, transform=ax.transAxes, va="top", ha="left",
+            fontsize=8, color="0.3" if run.valid else "#b00")
+    return _save(fig, out_dir, _slug(f"latency-{run.result_id}-{run.id}"), title)
+
+
+def plot_latency_overlay(cells: list[Cell], connections: int, out_dir: Path) -> PlotFile | None:
+    mine = [c for c in cells if c.connections == connections]
+    fig, ax = plt.subplots(figsize=(9.5, 5))
+    all_v, max_p, handles, drawn = [], 0.0, [], False
+    styles = ["-", "-.", ":", (0, (5, 1))]
+    for c in sorted(mine, key=lambda c: (c.variant, arch_order(c.arch))):
+        for i, r in enumerate(c.runs):
+            ps, vs, _source = latency_points(r)
+            if not ps:
+                continue
+            drawn = True
+            all_v += vs
+            max_p = max(max_p, max(ps))
+            xs = [1 / (1 - p) for p in ps]
+            if r.valid:
+                ax.plot(xs, vs, ls=styles[i % len(styles)], color=arch_color(c.arch), lw=1.8)
+            else:
+                ax.plot(xs, vs, ls=":", color="0.45", lw=1.5)
+        label = c.arch + (f" ({c.variant_label})" if c.variant else "")
+        handles.append(Line2D([], [], color=arch_color(c.arch), lw=2, label=label))
+    if not drawn:
+        plt.close(fig)
+        return None
+    if any(not r.valid for c in mine for r in c.runs):
+        handles.append(Line2D([], [], color="0.45", ls=":", lw=1.5, label="invalid run"))
+    handles.append(Line2D([], [], color="k", ls="-", label="repeat 1 solid, 2 dash-dot, ..."))
+    _nines_axis(ax, max_p)
+    _latency_yscale(ax, all_v)
+    title = f"Latency by percentile at concurrency {connections:,}, all runs"
+    ax.set_title(title)
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9,
+              frameon=False)
+    return _save(fig, out_dir, f"latency-c{connections}", title)
+
+
+def _timeline(result: Result) -> tuple[dict[str, float], list[tuple[str, float, float]]]:
+    """Offsets putting runs one after another, and each run's span on that axis.
+
+    t_s is used as it is when it already grows across runs; when each run restarts its
+    clock, runs are laid end to end in the order they appear.
+    """
+    order: list[str] = []
+    span: dict[str, list[float]] = {}
+    for s in result.stats:
+        if s.run_id not in span:
+            order.append(s.run_id)
+            span[s.run_id] = [s.t_s, s.t_s]
+        span[s.run_id][0] = min(span[s.run_id][0], s.t_s)
+        span[s.run_id][1] = max(span[s.run_id][1], s.t_s)
+    monotonic = all(span[b][0] >= span[a][1] for a, b in zip(order, order[1:]))
+    offsets, spans, cursor = {}, [], 0.0
+    for rid in order:
+        lo, hi = span[rid]
+        off = 0.0 if monotonic else cursor - lo
+        offsets[rid] = off
+        spans.append((rid, lo + off, hi + off))
+        cursor = hi + off + 1.0
+    return offsets, spans
+
+
+def plot_cpu(result: Result, out_dir: Path) -> PlotFile | None:
+    rows = [s for s in result.stats if s.cpu_percent is not None]
+    if not rows:
+        return None
+    offsets, spans = _timeline(result)
+    fig, ax = plt.subplots(figsize=(11, 4.8))
+    containers = sorted({(s.service, s.container) for s in rows})
+    for k, (service, container) in enumerate(containers):
+        pts = sorted((s.t_s + offsets[s.run_id], s.cpu_percent) for s in rows
+                     if s.container == container)
+        color = SERVICE_COLORS.get(service, _PALETTE[(k + 3) % len(_PALETTE)])
+        ax.plot([t for t, _ in pts], [v for _, v in pts], "-", lw=1.3, color=color,
+                label=f"{container} ({service})" if container != service else service)
+    runs = {r.id: r for r in result.runs}
+    # Run labels sit in a band above the highest sample so they never cross a line.
+    labelled = len(spans) <= 40
+    top = max(s.cpu_percent for s in rows) * (1.75 if labelled else 1.1)
+    for i, (rid, a, b) in enumerate(spans):
+        if i % 2:
+            ax.axvspan(a, b, color="0.92", zorder=0)
+        run = runs.get(rid)
+        if labelled:
+            text = f"{run.arch} {run.connections:,}" if run else rid
+            if run and not run.valid:
+                text += " (invalid)"
+            ax.text((a + b) / 2, top * 0.985, text, rotation=90, ha="center", va="top",
+                    fontsize=7, color="#b00" if run and not run.valid else "0.35")
+    ax.set_ylim(0, top)
+    ax.set_xlim(spans[0][1], spans[-1][2])
+    ax.set_xlabel("time (s); shaded bands alternate between runs")
+    ax.set_ylabel("CPU % (100 = one core)")
+    title = f"CPU of each container over time: {result.scenario} / {result.result_id}"
+    ax.set_title(title)
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9, frameon=False)
+    return _save(fig, out_dir, _slug(f"cpu-{result.result_id}"), title)
+
+
+def render_all(results: list[Result], cells: list[Cell], table: ArticleTable,
+               out_dir: Path) -> dict[str, list[PlotFile]]:
+    out_dir = Path(out_dir)
+    plots: dict[str, list[PlotFile]] = {"throughput": [], "latency_overlay": [],
+                                        "latency_run": [], "cpu": []}
+    for normalised in (False, True):
+        p = plot_throughput(cells, table, out_dir, normalised=normalised)
+        if p:
+            plots["throughput"].append(p)
+    for conc in sorted({c.connections for c in cells}):
+        p = plot_latency_overlay(cells, conc, out_dir)
+        if p:
+            plots["latency_overlay"].append(p)
+    for c in cells:
+        for r in c.runs:
+            p = plot_latency_run(r, out_dir / "runs")
+            if p:
+                plots["latency_run"].append(p)
+    for res in results:
+        p = plot_cpu(res, out_dir)
+        if p:
+            plots["cpu"].append(p)
+    return plots
+
+
+__all__ = ["PlotFile", "render_all", "plot_throughput", "plot_latency_run",
+           "plot_latency_overlay", "plot_cpu", "latency_points", "arch_color"]
