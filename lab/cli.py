@@ -1,0 +1,194 @@
+"""`python -m lab ...`: the commands behind `make scenario`, `make verify`, `make report`."""
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from lab.scenario import ROOT, ScenarioError, available_scenarios, load_scenario
+
+RESULTS_ROOT = ROOT / "results"
+console = Console()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lab", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("scenario", help="run a scenario end to end")
+    p.add_argument("name", nargs="?", default="", help="scenarios/<name>.yaml, or a path")
+    p.add_argument("--engine", default="compose", choices=("compose", "swarm"))
+    p.add_argument("--fresh", action="store_true", help="start a new result instead of resuming")
+    p.add_argument("--results", type=Path, default=RESULTS_ROOT)
+    p.add_argument("--duration", type=float, help="override load.duration_s (a short version of a scenario)")
+
+    p = sub.add_parser("validate", help="check scenario files without running anything")
+    p.add_argument("names", nargs="*", help="default: every scenario")
+
+    p = sub.add_parser("plan", help="print the run matrix of a scenario")
+    p.add_argument("name")
+
+    p = sub.add_parser("list", help="list the scenarios")
+
+    p = sub.add_parser("verify", help="bring a scenario's environment up, check it, tear it down")
+    p.add_argument("name", nargs="?", default="")
+
+    p = sub.add_parser("report", help="HTML report and plots of results")
+    p.add_argument("runs", nargs="*", type=Path)
+    p.add_argument("--out", type=Path)
+
+    p = sub.add_parser("compare", help="two results side by side")
+    p.add_argument("a", type=Path)
+    p.add_argument("b", type=Path)
+    p.add_argument("--out", type=Path)
+
+    args = parser.parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except ScenarioError as exc:
+        console.print(f"[red]{exc}[/red]", highlight=False)
+        return 2
+
+
+def _require_name(name: str) -> None:
+    if not name:
+        raise ScenarioError("NAME", ["give a scenario: make scenario NAME=<name>; scenarios: "
+                                     + ", ".join(available_scenarios())])
+
+
+def cmd_list(args) -> int:
+    for name in available_scenarios():
+        s = load_scenario(name)
+        console.print(f"[bold]{name}[/bold]  {s.description}")
+    return 0
+
+
+def cmd_validate(args) -> int:
+    failures = 0
+    for name in args.names or available_scenarios():
+        try:
+            load_scenario(name)
+            console.print(f"[green]ok[/green] {name}")
+        except ScenarioError as exc:
+            failures += 1
+            console.print(f"[red]{exc}[/red]", highlight=False)
+    return 1 if failures else 0
+
+
+def cmd_plan(args) -> int:
+    from lab.plan import plan_runs
+
+    runs = plan_runs(load_scenario(args.name))
+    table = Table("run", "arch", "connections", "rate", "tool", "duration", "generators")
+    for r in runs:
+        table.add_row(r.id, r.arch, str(r.connections), str(r.rate or ""), r.tool, f"{r.duration_s:g} s",
+                      str(r.generators))
+    console.print(table)
+    return 0
+
+
+def cmd_scenario(args) -> int:
+    from lab.environment import environment_factory
+    from lab.facts import host_facts
+    from lab.plan import plan_runs, scenario_digest
+    from lab.progress import Progress
+    from lab.results import ResultStore
+    from lab.runner import run_plan
+
+    _require_name(args.name)
+    scenario = load_scenario(args.name)
+    if args.duration:
+        load = scenario.load.model_copy(update={"duration_s": args.duration,
+                                                "warmup_s": min(scenario.load.warmup_s, args.duration / 5)})
+        scenario = scenario.model_copy(update={"load": load})
+    if args.engine == "swarm":
+        from lab.environment.swarm import check_swarm_constraints
+
+        check_swarm_constraints(scenario)
+    runs = plan_runs(scenario)
+    digest = scenario_digest(scenario) + ("" if args.engine == "compose" else f"-{args.engine}")
+    store = None if args.fresh else ResultStore.resumable(args.results, scenario.name, digest)
+    if store is None:
+        environment = host_facts() | {"engine": args.engine}
+        store = ResultStore.create(args.results, scenario.model_dump(mode="json"), digest, runs, environment)
+    status = run_plan(store, runs, environment_factory(args.engine), Progress(console))
+    print_summary(store.doc)
+    console.print(f"result: {store.dir / 'result.json'}")
+    return {"complete": 0, "interrupted": 130}.get(status, 1)
+
+
+def print_summary(doc: dict) -> None:
+    table = Table("run", "req/s", "p99 ms", "errors", "valid", title=f"{doc['scenario']} ({doc['status']})")
+    for r in doc["runs"]:
+        if r["status"] != "complete":
+            table.add_row(r["id"], "", "", "", f"[red]{r['status']}[/red] {r.get('error') or ''}")
+            continue
+        errors = sum(v or 0 for v in r["errors"].values())
+        valid = "[green]yes[/green]" if r["validity"]["valid"] else "[yellow]no[/yellow]: " + "; ".join(
+            r["validity"]["reasons"])
+        p99 = (r.get("latency_ms") or {}).get("p99")
+        table.add_row(r["id"], f"{r['requests_per_sec']:,.0f}", "" if p99 is None else f"{p99:,.1f}",
+                      str(errors), valid)
+    console.print(table)
+
+
+def cmd_verify(args) -> int:
+    from lab.environment.compose import ComposeEnvironment
+    from lab.environment.infra_checks import run_infra_checks
+    from lab.plan import plan_runs
+
+    _require_name(args.name)
+    run = plan_runs(load_scenario(args.name))[0]
+    project = re.sub(r"[^a-z0-9-]", "", f"zl-verify-{args.name}".lower())[:60]
+    with ComposeEnvironment(project, run.variables(), generators=run.generators) as env:
+        env.up()
+        code = run_infra_checks(env, infra_expectation(run, project))
+    console.print("[green]environment verified[/green]" if code == 0 else f"[red]checks failed ({code})[/red]")
+    return code
+
+
+def infra_expectation(run, project: str) -> dict:
+    """What tests/infra must find in a running environment of this run."""
+    return {
+        "project": project, "arch": run.arch, "workers": run.workers, "backlog": run.backlog,
+        "cpusets": dict(run.cpusets), "mem_bytes": {k: size_bytes(v) for k, v in run.memory.items()},
+        "nofile": run.nofile, "generators": run.generators,
+        "sysctls": {
+            "server": {"net.core.somaxconn": str(run.sysctls["somaxconn"])},
+            "loadgen": {"net.ipv4.ip_local_port_range": str(run.sysctls["ip_local_port_range"]),
+                        "net.ipv4.tcp_tw_reuse": str(run.sysctls["tcp_tw_reuse"])},
+        },
+    }
+
+
+def size_bytes(text: str) -> int:
+    units = {"b": 1, "k": 1024, "m": 1024 ** 2, "g": 1024 ** 3}
+    text = text.lower()
+    return int(text[:-1]) * units[text[-1]] if text[-1] in units else int(text)
+
+
+def cmd_report(args) -> int:
+    from lab.report import build_report
+
+    out = build_report(args.runs or None, args.out)
+    console.print(f"report: {out}")
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from lab.report import compare_results
+
+    out = compare_results(args.a, args.b, args.out)
+    console.print(f"comparison: {out}")
+    return 0
+
+
+COMMANDS = {"scenario": cmd_scenario, "validate": cmd_validate, "plan": cmd_plan, "list": cmd_list,
+            "verify": cmd_verify, "report": cmd_report, "compare": cmd_compare}
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,240 @@
+"""Runs a plan: for every run, environment up -> verify -> warm up -> load -> stats -> down -> record.
+
+Ctrl-C (or SIGTERM) at any point stops the generators, tears the environment down, keeps every
+finished run and marks the rest; the same command later resumes the unfinished runs.
+"""
+from __future__ import annotations
+
+import re
+import signal
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Callable
+
+from loadgen.client import AgentClient
+from loadgen.merge import merge_results
+from loadgen.spec import LoadSpec
+
+from lab.plan import RunPlan
+from lab.progress import Progress
+from lab.results import ResultStore, now_iso
+from lab.scenario import parse_cpuset
+from lab.stats import StatsSampler, busiest_share
+from lab.validity import judge
+
+SERVER_URL = "http://server:8000"   # as the generators see it on the scenario's network
+REDIS_HOST, REDIS_PORT = "redis", 6379
+START_DELAY_S = 1.0                 # lets every agent receive its share before the common start
+TOOL_GRACE_S = 30.0                 # beyond duration: wrk2 may overrun by ~2 s, plus start-up
+
+
+class RunFailed(Exception):
+    """A run that cannot produce a figure (verification failed, a generator failed)."""
+
+
+@dataclass
+class RunOutcome:
+    fields: dict
+    stats: list[dict] = field(default_factory=list)
+
+
+EnvironmentFactory = Callable[[RunPlan, str], object]
+
+
+@contextmanager
+def sigterm_as_interrupt():
+    """SIGTERM gets the same clean stop as Ctrl-C."""
+    def raise_interrupt(signum, frame):
+        raise KeyboardInterrupt
+    previous = signal.signal(signal.SIGTERM, raise_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def project_name(scenario: str, result_id: str, run: RunPlan) -> str:
+    """A compose project of its own per run, so parallel or leftover runs never collide."""
+    raw = f"zl-{scenario}-{result_id}-{run.index}"
+    return re.sub(r"[^a-z0-9-]", "", raw.lower())[:60]
+
+
+def run_plan(store: ResultStore, runs: list[RunPlan], make_environment: EnvironmentFactory,
+             progress: Progress) -> str:
+    """Runs every pending run of `runs` into `store`; returns the result's final status."""
+    todo = [r for r in runs if r.id in set(store.pending())]
+    progress.begin(total=len(runs), done=len(runs) - len(todo), result_dir=store.dir)
+    status = "complete"
+    with sigterm_as_interrupt():
+        try:
+            for run in todo:
+                outcome = execute_run(store, run, make_environment, progress)
+                store.append_stats(outcome.stats)
+                store.record_run(run.id, outcome.fields)
+                progress.run_done(run, outcome.fields)
+                if outcome.fields["status"] != "complete":
+                    status = "failed"
+        except KeyboardInterrupt:
+            status = "interrupted"
+            progress.note("interrupted: environment torn down, finished runs kept; "
+                          "run the same command again to resume")
+        finally:
+            store.finish(status)
+            progress.end(status)
+    return status
+
+
+def execute_run(store: ResultStore, run: RunPlan, make_environment: EnvironmentFactory,
+                progress: Progress) -> RunOutcome:
+    entry = {"status": "running", "started_at": now_iso(), "error": None}
+    store.record_run(run.id, entry)
+    project = project_name(store.doc["scenario"], store.doc["result_id"], run)
+    env = make_environment(run, project)
+    progress.run_started(run, phase="starting environment")
+    agents: list[AgentClient] = []
+    try:
+        env.up()
+        _note_environment(store, env)
+        agents = [AgentClient(url) for url in env.agent_urls()]
+        for agent in agents:
+            agent.wait_ready(timeout_s=60)
+
+        progress.phase("verifying responses")
+        verification = agents[0].verify(SERVER_URL, run.static_path)
+        if not verification["passed"]:
+            failed = [f"{c['name']}: {c['detail']}" for c in verification["checks"] if not c["passed"]]
+            raise RunFailed("verification failed: " + "; ".join(failed))
+
+        warmup = run.warmup_spec(SERVER_URL)
+        if warmup:
+            progress.phase(f"warming up {run.warmup_s:g} s")
+            _load(agents, f"{run.id}-warmup", warmup, run, progress=None)
+
+        before = agents[0].counters(REDIS_HOST, REDIS_PORT)
+        sampler = StatsSampler(env.containers(), run.id).start()
+        try:
+            progress.phase("measuring")
+            results = _load(agents, run.id, run.load_spec(SERVER_URL), run,
+                            progress=lambda elapsed: progress.measuring(
+                                elapsed, run.duration_s, _rate_so_far(agents[0], before, elapsed, run)))
+        finally:
+            stats = sampler.stop()
+        after = agents[0].counters(REDIS_HOST, REDIS_PORT)
+        fields = summarise(run, results, stats, before, after, verification, env)
+        return RunOutcome(fields, stats)
+    except KeyboardInterrupt:
+        _stop_all(agents, run.id)
+        store.record_run(run.id, {"status": "interrupted", "error": "interrupted by the user"})
+        raise
+    except Exception as exc:  # one failed run must not lose the others
+        _stop_all(agents, run.id)
+        reason = str(exc) if isinstance(exc, RunFailed) else f"{type(exc).__name__}: {exc}"
+        return RunOutcome({
+            "status": "failed", "error": reason,
+            "verification": locals().get("verification"),
+            "validity": {"valid": False, "reasons": [reason]},
+        })
+    finally:
+        progress.phase("tearing down")
+        env.down()
+
+
+def _note_environment(store: ResultStore, env) -> None:
+    """The first environment up fills in what the engine knows (versions, images, nodes)."""
+    recorded = store.doc["environment"]
+    if "images" not in recorded:
+        recorded.update(env.describe())
+        store.save()
+
+
+def _load(agents: list[AgentClient], run_id: str, spec: dict, run: RunPlan,
+          progress: Callable[[float], None] | None) -> list[dict]:
+    """Splits one load over the agents, starts them together and waits for every share."""
+    shares = LoadSpec.from_dict(spec).split(len(agents))
+    start_at = time.time() + START_DELAY_S
+    for agent, share in zip(agents, shares):
+        agent.start(run_id, share.to_dict(), start_at)
+    deadline = start_at + float(spec["duration_s"]) + TOOL_GRACE_S
+    done: dict[int, dict] = {}
+    while len(done) < len(agents):
+        if time.time() > deadline:
+            _stop_all(agents, run_id)
+            raise RunFailed(f"generators did not finish within {spec['duration_s']:g} s + {TOOL_GRACE_S:g} s")
+        for i, agent in enumerate(agents):
+            if i in done:
+                continue
+            state = agent.status(run_id)
+            if state["state"] in ("done", "stopped"):
+                done[i] = {"agent": agent.url, "node": agent.hostname, "spec": shares[i].to_dict(),
+                           "raw_output": state.get("raw_output"), "result": state.get("result")}
+            elif state["state"] == "failed":
+                _stop_all(agents, run_id)
+                raise RunFailed(f"generator {agent.hostname or agent.url} failed: {state.get('error')}")
+        if progress:
+            progress(max(0.0, time.time() - start_at))
+        time.sleep(0.5)
+    return [done[i] for i in range(len(agents))]
+
+
+def _stop_all(agents: list[AgentClient], run_id: str) -> None:
+    for agent in agents:
+        try:
+            agent.stop(run_id)
+        except Exception:  # an agent already gone has nothing left to stop
+            pass
+
+
+def _rate_so_far(agent: AgentClient, before: dict, elapsed: float, run: RunPlan) -> float | None:
+    """Requests/second so far, from the visitor counter the guestbook GETs raise."""
+    share = run.mix.get("guestbook_get", 0) / max(1e-9, sum(run.mix.values()))
+    if share <= 0 or elapsed < 1:
+        return None
+    try:
+        now = agent.counters(REDIS_HOST, REDIS_PORT)
+    except Exception:
+        return None
+    return (now["visitor_count"] - before["visitor_count"]) / share / elapsed
+
+
+def summarise(run: RunPlan, generators: list[dict], stats: list[dict], before: dict, after: dict,
+              verification: dict, env) -> dict:
+    results = [g["result"] for g in generators if g.get("result")]
+    if len(results) < len(generators):
+        missing = [g["agent"] for g in generators if not g.get("result")]
+        raise RunFailed(f"no parsable report from {', '.join(missing)}: "
+                        + "; ".join((g.get("raw_output") or "")[-300:] for g in generators if not g.get("result")))
+    merged = merge_results(results)
+    errors = dict(merged["errors"])
+    errors["non_2xx_3xx"] = merged.get("non_2xx_3xx", 0)
+    sent = None
+    if all(r.get("requests_by_kind") for r in results):
+        sent = sum(int(r["requests_by_kind"].get("guestbook_get", 0)) for r in results)
+    delta = after["visitor_count"] - before["visitor_count"]
+    cores = _generator_cores(run, env)
+    cpu = busiest_share(stats, "loadgen", cores, start_s=1.5, end_s=run.duration_s + START_DELAY_S)
+    if run.cpusets.get("loadgen") and len(cpu) > 1:
+        # Generators pinned to the same CPUs compete for them: judge their sum too.
+        cpu["all generators"] = sum(cpu.values())
+    validity = judge(mode=run.mode, rate=run.rate, connections=run.connections,
+                     requests=merged["requests"], errors=errors,
+                     requests_per_sec=merged["requests_per_sec"], generator_cpu=cpu,
+                     guestbook_sent=sent, visitor_count_delta=delta)
+    return {
+        "status": "complete", "error": None,
+        "requests_per_sec": merged["requests_per_sec"], "requests": merged["requests"],
+        "duration_s": merged["duration_s"], "errors": errors,
+        "latency_ms": merged["latency_ms"], "latency_spectrum": merged.get("spectrum"),
+        "validity": validity, "verification": verification,
+        "redis": {"visitor_count_delta": delta, "remarks_delta": after["remarks"] - before["remarks"],
+                  "guestbook_get_sent": sent},
+        "generator_cpu_share": cpu,
+        "generators": generators,
+    }
+
+
+def _generator_cores(run: RunPlan, env) -> dict[str, int]:
+    cpuset = run.cpusets.get("loadgen")
+    n = len(parse_cpuset(cpuset)) if cpuset else (env.describe().get("cores") or 1)
+    return {c.name: n for c in env.containers().get("loadgen", [])}
+

@@ -1,0 +1,336 @@
+"""Scenario files: what runs. Loaded from YAML and validated before anything starts.
+
+Every error names the file, the field and the fix, so a typo never costs a half-started run.
+"""
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from pathlib import Path
+from typing import Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+ROOT = Path(__file__).resolve().parent.parent
+SCENARIO_DIR = ROOT / "scenarios"
+PROFILE_DIR = ROOT / "compose" / "profiles"
+
+ARCHITECTURES = ("iterative", "forking", "preforked", "threaded", "prethreaded", "poll", "epoll")
+SERVICES = ("server", "redis", "loadgen")
+NOFILE_HARD_LIMIT = 20_000  # above it a container fails to start on this kind of host
+# Descriptors a generator needs beyond its connections (stdio, epoll, timers, script files).
+GENERATOR_FD_MARGIN = 64
+
+Arch = Literal["iterative", "forking", "preforked", "threaded", "prethreaded", "poll", "epoll"]
+
+
+class ScenarioError(Exception):
+    """A scenario that cannot run, with every problem found in it."""
+
+    def __init__(self, source: str, problems: list[str]):
+        self.source = source
+        self.problems = problems
+        super().__init__(f"{source}: " + "; ".join(problems))
+
+    def __str__(self) -> str:
+        lines = [f"{self.source} is not a valid scenario:"]
+        lines += [f"  - {p}" for p in self.problems]
+        return "\n".join(lines)
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerSpec(Strict):
+    arch: Arch = "preforked"
+    workers: int = Field(100, ge=1, le=2000, description="children (preforked) or threads (prethreaded)")
+    backlog: int = Field(10, ge=1, le=65535, description="listen() backlog; the article used 10")
+    read_timeout_s: float = Field(5.0, gt=0, le=300)
+
+
+class Sysctls(Strict):
+    somaxconn: int = Field(4096, ge=16, le=65535)
+    ip_local_port_range: str = "1024 65000"
+    tcp_tw_reuse: Literal[0, 1, 2] = 1
+
+    @field_validator("ip_local_port_range")
+    @classmethod
+    def _port_range(cls, v: str) -> str:
+        m = re.fullmatch(r"\s*(\d+)\s+(\d+)\s*", v)
+        if not m or not (1 <= int(m.group(1)) < int(m.group(2)) <= 65535):
+            raise ValueError("must be two port numbers 'LOW HIGH' with LOW < HIGH <= 65535")
+        return f"{int(m.group(1))} {int(m.group(2))}"
+
+
+class Constraints(Strict):
+    profile: Optional[str] = Field(None, description="a file compose/profiles/<name>.env")
+    cpusets: dict[Literal["server", "redis", "loadgen"], str] = {}
+    memory: dict[Literal["server", "redis", "loadgen"], str] = {}
+    nofile: Optional[int] = Field(None, ge=1024, le=NOFILE_HARD_LIMIT)
+    sysctls: Optional[Sysctls] = None
+
+    @field_validator("cpusets")
+    @classmethod
+    def _cpuset_syntax(cls, v: dict[str, str]) -> dict[str, str]:
+        for service, cpuset in v.items():
+            parse_cpuset(str(cpuset), f"cpusets.{service}")
+        return {k: str(s) for k, s in v.items()}
+
+    @field_validator("memory")
+    @classmethod
+    def _memory_syntax(cls, v: dict[str, str]) -> dict[str, str]:
+        for service, size in v.items():
+            if not re.fullmatch(r"\d+[bkmg]?", str(size).lower()):
+                raise ValueError(f"memory.{service}={size!r}: write a size such as 512m or 2g")
+        return {k: str(s).lower() for k, s in v.items()}
+
+
+class Mix(Strict):
+    guestbook_get: float = Field(1.0, ge=0)
+    guestbook_post: float = Field(0.0, ge=0)
+    static: float = Field(0.0, ge=0)
+
+    @model_validator(mode="after")
+    def _some_weight(self) -> "Mix":
+        if self.guestbook_get + self.guestbook_post + self.static <= 0:
+            raise ValueError("at least one request kind needs a weight above 0")
+        return self
+
+
+class Load(Strict):
+    tool: Literal["wrk", "wrk2", "oha"] = "wrk"
+    mode: Literal["closed", "open"] = "closed"
+    connections: int = Field(20, ge=1, le=100_000)
+    rate: Optional[int] = Field(None, ge=1, description="total requests/second, open mode only")
+    threads: int = Field(2, ge=1, le=64)
+    duration_s: float = Field(10, gt=0, le=3600)
+    warmup_s: float = Field(2, ge=0, le=600)
+    timeout_s: float = Field(5, gt=0, le=120)
+    mix: Mix = Mix()
+    static_path: str = "/index.html"
+
+    @field_validator("static_path")
+    @classmethod
+    def _path(cls, v: str) -> str:
+        if not v.startswith("/"):
+            raise ValueError("must start with '/', e.g. /index.html")
+        return v
+
+
+class Sweep(Strict):
+    arch: Optional[list[Arch]] = Field(None, min_length=1)
+    connections: Optional[list[int]] = Field(None, min_length=1)
+    rate: Optional[list[int]] = Field(None, min_length=1)
+
+    @field_validator("connections", "rate")
+    @classmethod
+    def _positive(cls, v):
+        if v is not None and any(x < 1 for x in v):
+            raise ValueError("every value must be 1 or more")
+        return v
+
+
+class Scenario(Strict):
+    name: str
+    description: str = ""
+    server: ServerSpec = ServerSpec()
+    constraints: Constraints = Constraints()
+    load: Load = Load()
+    generators: int = Field(1, ge=1, le=64, description="load-generator containers")
+    repeats: int = Field(1, ge=1, le=100)
+    sweep: Optional[Sweep] = None
+    # Swarm cannot pin CPUs; a scenario must accept the weaker limits explicitly to run there.
+    accept_weaker_cpu_limits: bool = False
+
+
+# ---------------------------------------------------------------- loading
+
+
+def parse_cpuset(text: str, field: str = "cpuset") -> set[int]:
+    cpus: set[int] = set()
+    for part in text.split(","):
+        m = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
+        if not m:
+            raise ValueError(f"{field}={text!r}: write CPUs as in Docker's cpuset, e.g. 0 or 0-1 or 0,2")
+        lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
+        if hi < lo:
+            raise ValueError(f"{field}={text!r}: range {lo}-{hi} runs backwards")
+        cpus.update(range(lo, hi + 1))
+    return cpus
+
+
+def read_profile(name: str) -> dict[str, str]:
+    """Variables of a named constraint profile (compose/profiles/<name>.env)."""
+    path = PROFILE_DIR / f"{name}.env"
+    if not path.is_file():
+        known = sorted(p.stem for p in PROFILE_DIR.glob("*.env"))
+        raise ValueError(f"no profile {name!r} (known: {', '.join(known) or 'none'})")
+    values: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#") and "=" in line:
+            key, _, value = line.partition("=")
+            values[key.strip()] = value.strip().strip('"').strip("'")
+    return values
+
+
+def available_scenarios() -> list[str]:
+    return sorted(p.stem for p in SCENARIO_DIR.glob("*.yaml"))
+
+
+def scenario_path(name: str) -> Path:
+    """A scenario by name (scenarios/<name>.yaml) or by path."""
+    as_path = Path(name)
+    if as_path.suffix in (".yaml", ".yml") and as_path.is_file():
+        return as_path
+    path = SCENARIO_DIR / f"{name}.yaml"
+    if not path.is_file():
+        known = available_scenarios()
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ScenarioError(
+            f"scenario {name!r}",
+            [f"no file {path.relative_to(ROOT)}.{hint} Scenarios: {', '.join(known)}"],
+        )
+    return path
+
+
+def load_scenario(name: str, host_cpus: Optional[set[int]] = None) -> Scenario:
+    path = scenario_path(name)
+    source = str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ScenarioError(source, [f"not valid YAML: {exc}"]) from None
+    if not isinstance(data, dict):
+        raise ScenarioError(source, ["the file must hold a mapping of fields (name, server, load, ...)"])
+    data.setdefault("name", path.stem)
+    return validate_scenario(data, source, host_cpus)
+
+
+def validate_scenario(data: dict, source: str, host_cpus: Optional[set[int]] = None) -> Scenario:
+    try:
+        scenario = Scenario.model_validate(data)
+    except ValidationError as exc:
+        raise ScenarioError(source, [_explain(err) for err in exc.errors()]) from None
+    problems = check_consistency(scenario, host_cpus)
+    if problems:
+        raise ScenarioError(source, problems)
+    return scenario
+
+
+def _explain(err: dict) -> str:
+    loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+    if err["type"] == "extra_forbidden":
+        model = _model_at(err["loc"][:-1])
+        known = list(model.model_fields) if model else []
+        close = difflib.get_close_matches(str(err["loc"][-1]), known, n=1)
+        fix = f"did you mean '{close[0]}'?" if close else f"known fields here: {', '.join(known)}"
+        return f"{loc}: unknown field; {fix}"
+    if err["type"] == "literal_error":
+        return f"{loc}: {err['input']!r} is not allowed; {err['msg'].replace('Input should be', 'use')}"
+    msg = err["msg"].removeprefix("Value error, ")
+    return f"{loc}: {msg} (got {err.get('input')!r})"
+
+
+def _model_at(loc: tuple) -> Optional[type[BaseModel]]:
+    model: type[BaseModel] = Scenario
+    for part in loc:
+        field = model.model_fields.get(str(part))
+        if field is None:
+            return None
+        ann = field.annotation
+        for candidate in (ann, *getattr(ann, "__args__", ())):
+            if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+                model = candidate
+                break
+        else:
+            return None
+    return model
+
+
+# ---------------------------------------------------------------- cross-field rules
+
+
+def host_cpu_set() -> set[int]:
+    return set(os.sched_getaffinity(0))
+
+
+def resolved_constraints(s: Scenario) -> dict[str, object]:
+    """The profile's values, overridden by the scenario's explicit ones."""
+    profile = read_profile(s.constraints.profile) if s.constraints.profile else {}
+    cpusets = {svc: profile.get(f"ZL_{svc.upper()}_CPUSET", "") for svc in SERVICES}
+    memory = {svc: profile.get(f"ZL_{svc.upper()}_MEM", "") for svc in SERVICES}
+    cpusets.update(s.constraints.cpusets)
+    memory.update(s.constraints.memory)
+    nofile = s.constraints.nofile or int(profile.get("ZL_NOFILE", NOFILE_HARD_LIMIT))
+    sysctls = s.constraints.sysctls or Sysctls(
+        somaxconn=int(profile.get("ZL_SOMAXCONN", 4096)),
+        ip_local_port_range=profile.get("ZL_PORT_RANGE", "1024 65000"),
+        tcp_tw_reuse=int(profile.get("ZL_TW_REUSE", 1)),
+    )
+    return {"cpusets": {k: v for k, v in cpusets.items() if v},
+            "memory": {k: v for k, v in memory.items() if v},
+            "nofile": nofile, "sysctls": sysctls}
+
+
+def check_consistency(s: Scenario, host_cpus: Optional[set[int]] = None) -> list[str]:
+    problems: list[str] = []
+    load = s.load
+    rates = (s.sweep.rate if s.sweep and s.sweep.rate else None) or ([load.rate] if load.rate else [])
+    if load.mode == "open" and not rates:
+        problems.append("load.rate: an open-mode run needs a rate (total requests/second); "
+                        "set load.rate or sweep.rate, or use mode: closed")
+    if load.mode == "closed" and rates:
+        problems.append("load.rate: a rate applies only to mode: open; remove it or set mode: open")
+    if load.tool == "wrk" and load.mode == "open":
+        problems.append("load.tool: Debian's wrk has no fixed-rate mode; use tool: wrk2 or oha for mode: open")
+    if load.tool == "wrk2" and load.mode == "closed":
+        problems.append("load.tool: wrk2 always runs at a fixed rate; use mode: open with a rate, or tool: wrk")
+    try:
+        constraints = resolved_constraints(s)
+    except ValueError as exc:
+        return problems + [f"constraints.profile: {exc}"]
+
+    cpus = host_cpus if host_cpus is not None else host_cpu_set()
+    for service, cpuset in constraints["cpusets"].items():
+        try:
+            wanted = parse_cpuset(cpuset, f"constraints.cpusets.{service}")
+        except ValueError as exc:
+            problems.append(str(exc))
+            continue
+        missing = wanted - cpus
+        if missing:
+            problems.append(
+                f"constraints.cpusets.{service}: CPU {','.join(map(str, sorted(missing)))} does not exist "
+                f"here (this machine has CPUs {_cpu_text(cpus)}); pick among those")
+
+    nofile = int(constraints["nofile"])
+    if nofile > NOFILE_HARD_LIMIT:
+        problems.append(f"constraints.nofile: {nofile} is above this host's hard limit {NOFILE_HARD_LIMIT}")
+    levels = (s.sweep.connections if s.sweep and s.sweep.connections else None) or [load.connections]
+    for connections in levels:
+        per_generator = -(-connections // s.generators)
+        if per_generator + GENERATOR_FD_MARGIN > nofile:
+            field = "sweep.connections" if s.sweep and s.sweep.connections else "load.connections"
+            problems.append(
+                f"{field}: {connections} connections over {s.generators} generator(s) need "
+                f"{per_generator + GENERATOR_FD_MARGIN} open files each, above nofile={nofile}; "
+                f"add generators or lower the connections")
+            break
+        if connections < load.threads:
+            problems.append(f"load.threads: {load.threads} threads need at least as many connections "
+                            f"(got {connections}); lower load.threads")
+            break
+        if connections < s.generators * load.threads and load.tool != "oha":
+            problems.append(f"generators: {s.generators} generators x {load.threads} threads need at least "
+                            f"{s.generators * load.threads} connections (got {connections})")
+            break
+    return problems
+
+
+def _cpu_text(cpus: set[int]) -> str:
+    return ",".join(map(str, sorted(cpus)))

@@ -1,0 +1,189 @@
+"""Scenario validation, planning, validity rules and result storage: no containers needed."""
+import json
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from lab.plan import plan_runs, scenario_digest
+from lab.results import ResultStore
+from lab.scenario import (ROOT, ScenarioError, available_scenarios, load_scenario, scenario_path,
+                          validate_scenario)
+from lab.validity import judge
+
+pytestmark = pytest.mark.timeout(60)
+TWO_CPUS = {0, 1}
+
+
+def problems(data: dict, cpus=TWO_CPUS) -> list[str]:
+    data = {"name": "t", **data}
+    with pytest.raises(ScenarioError) as err:
+        validate_scenario(data, "scenarios/t.yaml", host_cpus=cpus)
+    assert "scenarios/t.yaml" in str(err.value)
+    return err.value.problems
+
+
+def test_every_shipped_scenario_is_valid():
+    names = available_scenarios()
+    for required in ("prefork-2500", "smoke", "article-table", "iterative-200", "forking-500",
+                     "preforked-500", "threaded-500", "prethreaded-500", "poll-500", "epoll-500"):
+        assert required in names
+    for name in names:
+        load_scenario(name, host_cpus=TWO_CPUS)
+
+
+def test_unknown_key_names_the_field_and_suggests_the_fix():
+    [p] = problems({"load": {"conections": 10}})
+    assert p.startswith("load.conections: unknown field") and "did you mean 'connections'" in p
+
+
+def test_wrong_type_names_the_field():
+    [p] = problems({"load": {"connections": "many"}})
+    assert p.startswith("load.connections:") and "'many'" in p
+
+
+def test_unknown_architecture_lists_the_choices():
+    [p] = problems({"server": {"arch": "forked"}})
+    assert "server.arch" in p and "preforked" in p
+
+
+def test_cpuset_the_machine_does_not_have():
+    [p] = problems({"constraints": {"cpusets": {"server": "3"}}})
+    assert "constraints.cpusets.server" in p and "CPU 3 does not exist" in p and "0,1" in p
+
+
+def test_cpuset_syntax():
+    [p] = problems({"constraints": {"cpusets": {"server": "zero"}}})
+    assert "cpusets.server" in p
+
+
+def test_connections_above_nofile():
+    [p] = problems({"constraints": {"nofile": 4096}, "load": {"connections": 5000}})
+    assert "load.connections" in p and "nofile=4096" in p and "add generators" in p
+    # The same load split over two generators fits.
+    validate_scenario({"name": "t", "constraints": {"nofile": 4096}, "load": {"connections": 5000},
+                       "generators": 2}, "t", host_cpus=TWO_CPUS)
+
+
+def test_nofile_above_the_host_limit():
+    [p] = problems({"constraints": {"nofile": 50000}})
+    assert "constraints.nofile" in p
+
+
+def test_open_mode_without_rate():
+    [p] = problems({"load": {"tool": "oha", "mode": "open"}})
+    assert "load.rate" in p and "needs a rate" in p
+
+
+def test_rate_in_closed_mode_and_wrk_in_open_mode():
+    assert any("only to mode: open" in p for p in problems({"load": {"rate": 100}}))
+    assert any("Debian's wrk has no fixed-rate" in p
+               for p in problems({"load": {"mode": "open", "rate": 100}}))
+
+
+def test_every_problem_is_reported_at_once():
+    found = problems({"load": {"tool": "oha", "mode": "open"}, "constraints": {"cpusets": {"redis": "7"}}})
+    assert len(found) == 2
+
+
+def test_unknown_scenario_lists_what_exists():
+    with pytest.raises(ScenarioError) as err:
+        scenario_path("prefork-250")
+    assert "prefork-2500" in str(err.value) and "Did you mean" in str(err.value)
+
+
+def test_malformed_yaml_names_the_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("load: [unclosed\n")
+    with pytest.raises(ScenarioError) as err:
+        load_scenario(str(bad))
+    assert "bad.yaml" in str(err.value) and "not valid YAML" in str(err.value)
+
+
+def test_cli_nope_lists_scenarios_and_starts_nothing():
+    out = subprocess.run([sys.executable, "-m", "lab", "scenario", "nope"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2
+    assert "prefork-2500" in out.stdout and "smoke" in out.stdout
+
+
+def test_sweep_expands_into_the_article_matrix():
+    s = load_scenario("article-table", host_cpus=TWO_CPUS)
+    runs = plan_runs(s)
+    assert len(runs) == 7 * 24
+    assert len({r.id for r in runs}) == len(runs)
+    assert runs[0].arch == "iterative" and runs[0].connections == 20
+    assert runs[-1].arch == "epoll" and runs[-1].connections == 15000
+
+
+def test_plan_variables_carry_the_constraints():
+    s = validate_scenario({"name": "t", "server": {"arch": "prethreaded", "workers": 7},
+                           "constraints": {"cpusets": {"server": "0", "loadgen": "1"}, "nofile": 8000,
+                                           "memory": {"server": "1g"}},
+                           "repeats": 2}, "t", host_cpus=TWO_CPUS)
+    runs = plan_runs(s)
+    assert [r.repeat for r in runs] == [1, 2]
+    v = runs[0].variables()
+    assert v["ZL_ARCH"] == "prethreaded" and v["ZL_WORKERS"] == "7"
+    assert v["ZL_SERVER_CPUSET"] == "0" and v["ZL_LOADGEN_CPUSET"] == "1"
+    assert v["ZL_NOFILE"] == "8000" and v["ZL_SERVER_MEM"] == "1g"
+
+
+def test_digest_changes_with_the_scenario():
+    a = validate_scenario({"name": "t"}, "t", host_cpus=TWO_CPUS)
+    b = validate_scenario({"name": "t", "load": {"connections": 21}}, "t", host_cpus=TWO_CPUS)
+    assert scenario_digest(a) != scenario_digest(b)
+
+
+# ------------------------------------------------------------------ validity
+
+
+def test_validity_rules():
+    ok = dict(mode="closed", rate=None, connections=20, requests=10_000,
+              errors={"connect": 0, "read": 0, "write": 0, "timeout": 0, "non_2xx_3xx": 0},
+              requests_per_sec=1000.0, generator_cpu={"lg-1": 0.3})
+    assert judge(**ok) == {"valid": True, "reasons": []}
+    bad = judge(**(ok | {"errors": {"read": 150}}))
+    assert not bad["valid"] and "errors: 150 for 10000 requests (1.5% > 1%)" in bad["reasons"][0]
+    sat = judge(**(ok | {"mode": "open", "rate": 2000}))
+    assert "saturated" in sat["reasons"][0]
+    assert judge(**(ok | {"mode": "open", "rate": 1020}))["valid"]
+    gen = judge(**(ok | {"generator_cpu": {"lg-1": 0.95}}))
+    assert "generator-bound: lg-1" in gen["reasons"][0]
+    assert "no request completed" in judge(**(ok | {"requests": 0}))["reasons"][0]
+
+
+def test_count_check_allows_one_request_in_flight_per_connection():
+    base = dict(mode="closed", rate=None, connections=20, requests=1000, errors={},
+                requests_per_sec=100.0, generator_cpu={})
+    assert judge(**base, guestbook_sent=1000, visitor_count_delta=1000)["valid"]
+    assert judge(**base, guestbook_sent=1000, visitor_count_delta=980)["valid"]
+    assert not judge(**base, guestbook_sent=1000, visitor_count_delta=979)["valid"]
+    assert not judge(**base, guestbook_sent=1000, visitor_count_delta=1001)["valid"]
+
+
+# ------------------------------------------------------------------ results
+
+
+def test_results_are_atomic_resumable_and_indexed(tmp_path):
+    s = validate_scenario({"name": "t", "sweep": {"connections": [10, 20]}}, "t", host_cpus=TWO_CPUS)
+    runs = plan_runs(s)
+    digest = scenario_digest(s)
+    store = ResultStore.create(tmp_path, s.model_dump(mode="json"), digest, runs, {"engine": "compose"})
+    assert yaml.safe_load((store.dir / "scenario.yaml").read_text())["name"] == "t"
+    done = {"status": "complete", "requests_per_sec": 12.5, "latency_ms": {"p99": 3.0},
+            "validity": {"valid": True, "reasons": []}, "errors": {"read": float("nan")}}
+    store.record_run(runs[0].id, done)
+    store.finish("interrupted")
+    doc = json.loads((store.dir / "result.json").read_text())
+    assert doc["status"] == "interrupted"
+    assert [r["status"] for r in doc["runs"]] == ["complete", "interrupted"]
+    assert doc["runs"][0]["errors"]["read"] is None  # NaN never reaches the JSON
+    assert not list(store.dir.glob(".result.json.*"))  # no temporary file left behind
+    index = (tmp_path / "index.csv").read_text().splitlines()
+    assert index[0].startswith("result_dir,scenario,run_id") and len(index) == 2
+
+    again = ResultStore.resumable(tmp_path, "t", digest)
+    assert again is not None and again.dir == store.dir and again.pending() == [runs[1].id]
+    assert ResultStore.resumable(tmp_path, "t", "other-digest") is None
