@@ -9,10 +9,14 @@ NAME ?=
 ENGINE ?= compose
 WRK2 ?=
 RUN ?=
+DURATION ?=
+FRESH ?=
+# Compose projects the tests create start with this, so a failed run can be swept away.
+export ZL_PROJECT_PREFIX ?= zl
 A ?=
 B ?=
 
-.PHONY: help venv images scenario verify report compare test test-unit bench-server bench-harness clean
+.PHONY: help venv images scenario verify report compare test test-unit bench-server bench-harness cleanup clean
 
 help:
 	@echo "make scenario NAME=<scenario> [ENGINE=compose|swarm] [FRESH=1]  run a scenario end to end"
@@ -23,6 +27,7 @@ help:
 	@echo "make compare A=<dir> B=<dir>   two results side by side"
 	@echo "make bench-server              requests/second of each architecture on the host"
 	@echo "make bench-harness             seconds the harness adds to every run"
+	@echo "make cleanup                   remove every zerolab container, network and volume left behind"
 
 # The virtual environment is rebuilt only when the pins change.
 $(VENV)/.installed: requirements.txt
@@ -36,7 +41,7 @@ images: venv
 	WRK2="$(WRK2)" PYTHON="$(PY)" bash docker/build-images.sh
 
 scenario: images
-	$(PY) -m lab scenario "$(NAME)" --engine "$(ENGINE)" $(if $(FRESH),--fresh,)
+	$(PY) -m lab scenario "$(NAME)" --engine "$(ENGINE)" $(if $(FRESH),--fresh,) $(if $(DURATION),--duration $(DURATION),)
 
 verify: images
 	$(PY) -m lab verify "$(NAME)"
@@ -50,14 +55,20 @@ compare: venv
 test-unit: venv
 	$(PY) -m pytest tests/unit -q
 
+# Unit tests, integration tests on real Redis, servers and containers, and the testinfra
+# checks; whatever a failing test left behind is removed before make returns.
 test: images
-	$(PY) -m pytest tests -q
+	ZL_PROJECT_PREFIX=zltest $(PY) -m pytest tests -q -p no:cacheprovider; rc=$$?; \
+	  $(PY) -m lab cleanup --prefix zltest; exit $$rc
 
 bench-server: venv
 	$(PY) bench/bench_server.py
 
 bench-harness: images
 	$(PY) bench/bench_harness.py
+
+cleanup: venv
+	$(PY) -m lab cleanup --prefix zl
 
 clean:
 	rm -rf $(VENV) build .pytest_cache

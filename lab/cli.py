@@ -46,6 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("b", type=Path)
     p.add_argument("--out", type=Path)
 
+    p = sub.add_parser("cleanup", help="remove containers, networks and volumes left by runs")
+    p.add_argument("--prefix", default="zl", help="compose project / stack name prefix")
+
     args = parser.parse_args(argv)
     try:
         return COMMANDS[args.command](args)
@@ -187,7 +190,16 @@ def cmd_compare(args) -> int:
     return 0
 
 
-COMMANDS = {"scenario": cmd_scenario, "validate": cmd_validate, "plan": cmd_plan, "list": cmd_list,
+def cmd_cleanup(args) -> int:
+    from lab.cleanup import remove_leftovers
+
+    removed = remove_leftovers(args.prefix)
+    for what in removed:
+        console.print(f"removed {what}")
+    return 0
+
+
+COMMANDS = {"cleanup": cmd_cleanup, "scenario": cmd_scenario, "validate": cmd_validate, "plan": cmd_plan, "list": cmd_list,
             "verify": cmd_verify, "report": cmd_report, "compare": cmd_compare}
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ finished run and marks the rest; the same command later resumes the unfinished r
 """
 from __future__ import annotations
 
+import os
 import re
 import signal
 import time
@@ -56,7 +57,7 @@ def sigterm_as_interrupt():
 
 def project_name(scenario: str, result_id: str, run: RunPlan) -> str:
     """A compose project of its own per run, so parallel or leftover runs never collide."""
-    raw = f"zl-{scenario}-{result_id}-{run.index}"
+    raw = f"{os.environ.get('ZL_PROJECT_PREFIX', 'zl')}-{scenario}-{result_id}-{run.index}"
     return re.sub(r"[^a-z0-9-]", "", raw.lower())[:60]
 
 
