@@ -1,0 +1,257 @@
+"""Find wrk, wrk2 and oha, build their command lines from a LoadSpec, and run them.
+
+Every run is bounded (duration plus a margin), keeps the tools' raw stdout and stderr, and
+can be stopped early with SIGINT, after which the tools still print their report.
+"""
+import functools
+import os
+import re
+import shutil
+import signal
+import tempfile
+import time
+from dataclasses import dataclass, field
+
+import sh
+
+from .lua import POST_BODY, REPORT_ENV, render_script
+from .parse import SCRIPT_REPORT_PREFIX, ParseError, parse_output
+
+# Every exit status and signal is an outcome to report, not a Python exception.
+_ANY_EXIT = list(range(-64, 256))
+STOP_GRACE_S = 5.0
+
+
+# ---------------------------------------------------------------- finding the tools
+
+def _run_quietly(path, *args):
+    try:
+        p = sh.Command(path)(*args, _ok_code=_ANY_EXIT, _tty_out=False, _timeout=10,
+                             _err_to_out=True, _return_cmd=True)
+        return p.process.stdout.decode("utf-8", "replace")
+    except (sh.CommandNotFound, sh.TimeoutException, OSError):
+        return ""
+
+
+def wrk_flavour(path):
+    """('wrk2' or 'wrk', version) from `wrk -v`: wrk2 says 'wrk 4.0.0' and lists --rate,
+    Debian's says 'wrk debian/4.1.0-...'."""
+    text = _run_quietly(path, "-v")
+    m = re.match(r"wrk (\S+)", text)
+    if not m:
+        return None, None
+    return ("wrk2" if "--rate" in text else "wrk"), m.group(1)
+
+
+def oha_version(path):
+    m = re.search(r"oha (\S+)", _run_quietly(path, "--version"))
+    return m.group(1) if m else None
+
+
+def _candidates(tool):
+    env = {"wrk": "WRK", "wrk2": "WRK2", "oha": "OHA"}[tool]
+    paths = [os.environ.get(env)]
+    paths += [shutil.which(name) for name in ({"wrk2": ("wrk2", "wrk")}.get(tool, (tool,)))]
+    return [p for p in paths if p]
+
+
+@functools.lru_cache(maxsize=None)
+def find_tool(tool):
+    """(path, version) of a usable binary for tool, or (None, None). wrk2 comes from $WRK2 or
+    `wrk2` on PATH (or a `wrk` that turns out to be wrk2); oha from $OHA or PATH."""
+    for path in _candidates(tool):
+        if tool == "oha":
+            version = oha_version(path)
+            if version:
+                return path, version
+        else:
+            flavour, version = wrk_flavour(path)
+            if flavour == tool:
+                return path, version
+    return None, None
+
+
+def detect_tools():
+    """{"wrk": version or None, "wrk2": ..., "oha": ...}"""
+    return {tool: find_tool(tool)[1] for tool in ("wrk", "wrk2", "oha")}
+
+
+# ---------------------------------------------------------------- command lines
+
+@dataclass
+class Command:
+    argv: list
+    kind: str | None = None  # the request kind of an oha process
+    env: dict = field(default_factory=dict)
+
+
+def wrk_threads(threads, connections):
+    """wrk silently drops connections % threads: use the most threads up to the asked number
+    that divide the connections, so every asked connection is opened."""
+    return max(t for t in range(1, min(threads, connections) + 1) if connections % t == 0)
+
+
+def split_by_weight(total, weights):
+    """total divided in proportion to weights, each part at least 1 (largest remainder)."""
+    wsum = float(sum(weights))
+    parts = [max(1, int(total * w / wsum)) for w in weights]
+    order = sorted(range(len(weights)), key=lambda i: (total * weights[i] / wsum) - parts[i],
+                   reverse=True)
+    i = 0
+    while sum(parts) < total:
+        parts[order[i % len(order)]] += 1
+        i += 1
+    while sum(parts) > total:  # only when the minimum of 1 pushed it over
+        j = max(range(len(parts)), key=lambda k: parts[k])
+        parts[j] -= 1
+    return parts
+
+
+def kind_path(kind, spec):
+    return spec.static_path if kind == "static" else "/guestbook"
+
+
+def build_commands(spec, tool_path, script_path=None, report_path=None):
+    """The command line(s) that run spec: one wrk/wrk2 process driven by the Lua script, or
+    one oha process per request kind with the connections (and rate) split by weight."""
+    base = spec.url.rstrip("/")
+    if spec.tool in ("wrk", "wrk2"):
+        argv = [tool_path, "-t", str(wrk_threads(spec.threads, spec.connections)),
+                "-c", str(spec.connections), "-d", f"{int(spec.duration_s)}s",
+                "--timeout", f"{int(spec.timeout_s)}s"]
+        # wrk2: -U prints the uncorrected spectrum too (and implies -L)
+        argv += ["-R", str(spec.rate), "-U"] if spec.tool == "wrk2" else ["--latency"]
+        if script_path:
+            argv += ["-s", script_path]
+        env = {REPORT_ENV: report_path} if report_path else {}
+        return [Command(argv + [base + "/"], env=env)]
+    kinds = spec.kinds()
+    weights = [spec.mix[k] for k in kinds]
+    conns = split_by_weight(spec.connections, weights)
+    rates = split_by_weight(spec.rate, weights) if spec.rate is not None else [None] * len(kinds)
+    commands = []
+    for kind, c, rate in zip(kinds, conns, rates):
+        argv = [tool_path, "--no-tui", "--output-format", "json", "-z", f"{int(spec.duration_s)}s",
+                "-c", str(c), "-t", f"{int(spec.timeout_s)}s", "--disable-keepalive",
+                "--worker-threads", str(spec.threads)]
+        if rate is not None:
+            argv += ["-q", str(rate), "--latency-correction"]
+        if kind == "guestbook_post":
+            argv += ["-m", "POST", "-T", "application/x-www-form-urlencoded", "-d", POST_BODY]
+        commands.append(Command(argv + [base + kind_path(kind, spec)], kind=kind))
+    return commands
+
+
+def hard_timeout_s(spec):
+    """How long a run may take before it is killed: wrk2 runs up to 2 s over -d, and opening
+    thousands of connections takes a while."""
+    return spec.duration_s + 15 + 0.1 * spec.duration_s + spec.connections / 1000.0
+
+
+# ---------------------------------------------------------------- running
+
+@dataclass
+class RunOutcome:
+    raw_output: str
+    result: dict | None
+    error: str | None
+    commands: list
+    stopped: bool = False
+    timed_out: bool = False
+
+
+def run_load(spec, stop_event=None, workdir=None):
+    """Run spec's tool(s) to completion, to the hard timeout, or until stop_event is set.
+    Never raises for a tool failure: the outcome carries the raw output and the error."""
+    path, _ = find_tool(spec.tool)
+    if path is None:
+        hint = {"wrk2": "put a wrk2 binary on PATH or set $WRK2",
+                "oha": "put oha on PATH or set $OHA", "wrk": "install Debian's wrk"}[spec.tool]
+        return RunOutcome("", None, f"{spec.tool} not found: {hint}", [])
+    with tempfile.TemporaryDirectory(prefix="loadgen-", dir=workdir) as tmp:
+        script = report = None
+        if spec.tool in ("wrk", "wrk2"):
+            script, report = os.path.join(tmp, "mix.lua"), os.path.join(tmp, "report.json")
+            with open(script, "w") as f:
+                f.write(render_script(spec))
+        commands = build_commands(spec, path, script, report)
+        procs = [_start(c) for c in commands]
+        stopped, timed_out = _wait(procs, stop_event, time.monotonic() + hard_timeout_s(spec))
+        raw = _raw_output(spec, commands, procs, report)
+    error = None
+    try:
+        result = parse_output(raw, spec.tool)
+    except ParseError as exc:
+        result, error = None, str(exc)
+    if result is not None and spec.tool == "oha":
+        result["threads"], result["connections"] = spec.threads, spec.connections
+        if result.get("requests_by_kind") is None and len(commands) == 1:
+            result["requests_by_kind"] = {commands[0].kind: result["requests"]}
+    if timed_out:
+        error = f"{spec.tool} did not finish within {hard_timeout_s(spec):.0f} s and was stopped" \
+            + (f"; {error}" if error else "")
+    return RunOutcome(raw, result, error, [c.argv for c in commands], stopped, timed_out)
+
+
+def _start(command):
+    env = dict(os.environ, **command.env)
+    return sh.Command(command.argv[0])(*command.argv[1:], _bg=True, _bg_exc=False, _env=env,
+                                       _ok_code=_ANY_EXIT, _tty_out=False)
+
+
+def _alive(procs):
+    return [p for p in procs if p.is_alive()]
+
+
+def _wait(procs, stop_event, deadline):
+    """(stopped early, timed out). SIGINT first, so the tools print what they measured."""
+    stopped = timed_out = False
+    while _alive(procs):
+        if stop_event is not None and stop_event.is_set():
+            stopped = True
+            break
+        if time.monotonic() > deadline:
+            timed_out = True
+            break
+        time.sleep(0.1)
+    if stopped or timed_out:
+        signal_all(procs, signal.SIGINT)
+        grace = time.monotonic() + STOP_GRACE_S
+        while _alive(procs) and time.monotonic() < grace:
+            time.sleep(0.05)
+        signal_all(procs, signal.SIGKILL)
+    for p in procs:
+        p.wait()
+    return stopped, timed_out
+
+
+def signal_all(procs, sig):
+    for p in _alive(procs):
+        try:
+            p.signal(sig)
+        except ProcessLookupError:
+            pass
+
+
+def _text(data):
+    return data.decode("utf-8", "replace") if data else ""
+
+
+def _raw_output(spec, commands, procs, report_path):
+    """What the tools printed, in a form `python -m loadgen parse` reads back."""
+    if spec.tool == "oha":
+        parts = []
+        for c, p in zip(commands, procs):
+            parts.append(f"# oha {c.kind}: {' '.join(c.argv[1:])}\n")
+            out = _text(p.process.stdout) + _text(p.process.stderr)
+            parts.append(out if out.endswith("\n") or not out else out + "\n")
+        return "".join(parts)
+    p = procs[0]
+    raw = _text(p.process.stdout) + _text(p.process.stderr)
+    if report_path and os.path.exists(report_path):
+        with open(report_path) as f:
+            line = f.read().strip()
+        if line:
+            raw += ("" if raw.endswith("\n") or not raw else "\n") + SCRIPT_REPORT_PREFIX + line + "\n"
+    return raw
+
