@@ -268,11 +268,20 @@ def plot_cpu(result: Result, out_dir: Path) -> PlotFile | None:
     offsets, spans = _timeline(result)
     fig, ax = plt.subplots(figsize=(11, 4.8))
     containers = sorted({(s.service, s.container) for s in rows})
+    run_order = {rid: i for i, (rid, _a, _b) in enumerate(spans)}
     for k, (service, container) in enumerate(containers):
-        pts = sorted((s.t_s + offsets[s.run_id], s.cpu_percent) for s in rows
-                     if s.container == container)
+        pts = sorted((run_order[s.run_id], s.t_s + offsets[s.run_id], s.cpu_percent)
+                     for s in rows if s.container == container)
+        xs, ys, last = [], [], None
+        for i, t, v in pts:
+            if last is not None and i != last:
+                xs.append(float("nan"))  # a gap between runs: no sample was taken there
+                ys.append(float("nan"))
+            xs.append(t)
+            ys.append(v)
+            last = i
         color = SERVICE_COLORS.get(service, _PALETTE[(k + 3) % len(_PALETTE)])
-        ax.plot([t for t, _ in pts], [v for _, v in pts], "-", lw=1.3, color=color,
+        ax.plot(xs, ys, "-", lw=1.3, color=color,
                 label=f"{container} ({service})" if container != service else service)
     runs = {r.id: r for r in result.runs}
     # Run labels sit in a band above the highest sample so they never cross a line.
@@ -290,7 +299,7 @@ def plot_cpu(result: Result, out_dir: Path) -> PlotFile | None:
                     fontsize=7, color="#b00" if run and not run.valid else "0.35")
     ax.set_ylim(0, top)
     ax.set_xlim(spans[0][1], spans[-1][2])
-    ax.set_xlabel("time (s); shaded bands alternate between runs")
+    ax.set_xlabel("time (s), runs one after another; shaded bands alternate between runs")
     ax.set_ylabel("CPU % (100 = one core)")
     title = f"CPU of each container over time: {result.scenario} / {result.result_id}"
     ax.set_title(title)

@@ -1,0 +1,48 @@
+"""`build_report`: results in, report dir out (report.html, score.json, PNG and SVG plots)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .baseline import load_article_table
+from .cells import group_cells, variant_label
+from .html import render_report, write
+from .load import load_results, result_dirs
+from .plots import render_all
+from .score import SCORE_DEFINITION, score
+
+
+def default_out(paths: list[Path] | None, first_result: Path) -> Path:
+    """`<run dir>/report/`; for a directory holding several results, that directory's report/."""
+    if paths and len(paths) >= 1:
+        base = Path(paths[0])
+        base = base.parent if base.is_file() else base
+        if len(paths) == 1 and len(result_dirs(base)) > 1:
+            return base / "report"
+    return first_result / "report"
+
+
+def score_json(scores) -> dict:
+    return {"definition": SCORE_DEFINITION, "variants": [{
+        "variant": variant_label(s.variant),
+        "overall": s.overall,
+        "levels": [{"connections": lv.connections, "tau_b": lv.tau, "ours": lv.ours,
+                    "article": lv.article, "note": lv.note} for lv in s.levels],
+        "collapse": [{"arch": c.arch, "ours": c.ours, "article_same_levels": c.article_same_levels,
+                      "article_full_table": c.article_full} for c in s.collapses],
+    } for s in scores]}
+
+
+def build_report(paths: list[Path] | None = None, out: Path | None = None,
+                 results_root: Path | None = None) -> Path:
+    """Build the report of the given result dirs (or the latest); returns the HTML file's path."""
+    paths = [Path(p) for p in paths] if paths else None
+    results = load_results(paths, results_root)
+    out = Path(out) if out else default_out(paths, results[0].path)
+    table = load_article_table()
+    cells = group_cells([r for res in results for r in res.runs])
+    scores = score(cells, table)
+    plots = render_all(results, cells, table, out / "plots")
+    write(out / "score.json", json.dumps(score_json(scores), indent=1) + "\n")
+    return write(out / "report.html", render_report(results, cells, scores, plots, table))
