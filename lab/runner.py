@@ -99,7 +99,10 @@ def execute_run(store: ResultStore, run: RunPlan, make_environment: EnvironmentF
         _note_environment(store, env)
         agents = [AgentClient(url) for url in env.agent_urls()]
         for agent in agents:
-            agent.wait_ready(timeout_s=60)
+            tools = agent.wait_ready(timeout_s=60).get("tools") or {}
+            if not tools.get(run.tool):
+                hint = " (supply one: make images WRK2=/path/to/wrk2)" if run.tool == "wrk2" else ""
+                raise RunFailed(f"{run.tool} is not installed in the loadgen image{hint}")
 
         progress.phase("verifying responses")
         verification = agents[0].verify(SERVER_URL, run.static_path)
