@@ -16,7 +16,8 @@ REPORTED = (50, 75, 90, 99, 99.9, 99.99, 99.999)
 
 
 def merge_results(results):
-    """One tool result from the results of several generators (a list of tool result dicts)."""
+    """One tool result from the results of several generators (a list of tool result dicts),
+    plus "generators", "latency_ms" (p50, p90, p99, p99_9, max, mean) and "spectrum"."""
     results = [r for r in results if r is not None]
     if not results:
         raise ValueError("no results to merge")
@@ -42,6 +43,9 @@ def merge_results(results):
     uncorrected = [(r.get("uncorrected_latency"), r["requests"]) for r in results]
     if all(u is not None for u, _ in uncorrected):
         m["uncorrected_latency"] = merge_latency(uncorrected)
+    # what result.json records for a run: its summary figures and its merged spectrum
+    m["latency_ms"] = latency_summary(m["latency"])
+    m["spectrum"] = m["latency"]["spectrum"] if m["latency"] else None
     return m
 
 
@@ -111,9 +115,10 @@ def merge_latency(parts):
     if stdev is None:
         stdev = merged.get_stddev() / 1000.0
     maxima = [lat.get("max_ms") for lat, _ in parts if lat.get("max_ms") is not None]
-    return {"mean_ms": mean, "stdev_ms": stdev,
-            "max_ms": max(maxima) if maxima else merged.get_max_value() / 1000.0,
-            "percentiles_ms": {percentile_key(p): merged.get_value_at_percentile(p) / 1000.0
+    top = max(maxima) if maxima else merged.get_max_value() / 1000.0
+    # a bucket's upper bound can pass the largest value recorded; no sample lies above it
+    return {"mean_ms": mean, "stdev_ms": stdev, "max_ms": top,
+            "percentiles_ms": {percentile_key(p): min(top, merged.get_value_at_percentile(p) / 1000.0)
                                for p in REPORTED},
             "spectrum": spectrum_of(merged)}
 

@@ -1,0 +1,130 @@
+"""The controller's side of the agent protocol: one client per agent, and one run over many."""
+import json
+import time
+import urllib.error
+import urllib.request
+import uuid
+from urllib.parse import urlencode
+
+from .spec import LoadSpec
+from .tools import STOP_GRACE_S, hard_timeout_s
+
+FINAL_STATES = ("done", "failed", "stopped")
+
+
+class AgentError(RuntimeError):
+    """An agent answered with an error status, or could not be reached."""
+
+    def __init__(self, url, message, status=None):
+        super().__init__(f"agent {url}: {message}")
+        self.url, self.status = url, status
+
+
+class AgentClient:
+    def __init__(self, url, timeout=10.0):
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+        self.hostname = None  # known after health()
+
+    def _call(self, method, path, payload=None, timeout=None):
+        data = json.dumps(payload).encode() if payload is not None else None
+        req = urllib.request.Request(self.url + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=timeout or self.timeout) as resp:
+                return json.loads(resp.read() or b"null")
+        except urllib.error.HTTPError as exc:
+            try:
+                message = json.loads(exc.read()).get("error", exc.reason)
+            except ValueError:
+                message = exc.reason
+            raise AgentError(self.url, f"{method} {path}: {exc.code} {message}", exc.code) from None
+        except (urllib.error.URLError, OSError) as exc:
+            raise AgentError(self.url, f"{method} {path}: {exc}") from None
+
+    def health(self):
+        answer = self._call("GET", "/health")
+        self.hostname = answer.get("hostname")
+        return answer
+
+    def wait_ready(self, timeout_s=60.0, interval_s=0.5):
+        """The health answer once the agent answers; AgentError when it does not in time."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                return self.health()
+            except AgentError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(interval_s)
+
+    def verify(self, url, static_path="/index.html"):
+        return self._call("POST", "/verify", {"url": url, "static_path": static_path}, timeout=60)
+
+    def counters(self, redis_host, redis_port):
+        return self._call("GET", "/counters?" + urlencode({"redis_host": redis_host,
+                                                            "redis_port": redis_port}))
+
+    def start(self, run_id, spec, start_at):
+        spec = spec.to_dict() if isinstance(spec, LoadSpec) else spec
+        return self._call("POST", "/runs", {"run_id": run_id, "spec": spec, "start_at": start_at})
+
+    def status(self, run_id):
+        return self._call("GET", f"/runs/{run_id}")
+
+    def stop(self, run_id):
+        return self._call("DELETE", f"/runs/{run_id}", timeout=STOP_GRACE_S + 15)
+
+
+def run_on_agents(urls, spec, start_delay_s=2.0, on_progress=None, timeout=None, run_id=None,
+                  poll_s=0.5):
+    """Split spec over the agents at urls, start them all at one time start_delay_s from now,
+    and wait for all. Returns one dict per agent, in the order of urls:
+    {"agent", "spec", "state", "elapsed_s", "raw_output", "result", "error"}.
+    on_progress(elapsed_s, [status dicts]) is called after every poll. On an exception or
+    KeyboardInterrupt every started run is stopped before it propagates; past timeout
+    (default: the run's hard timeout plus the start delay) the runs are stopped and returned."""
+    spec = spec if isinstance(spec, LoadSpec) else LoadSpec.from_dict(spec)
+    clients = [AgentClient(u) for u in urls]
+    shares = spec.split(len(clients))
+    run_id = run_id or uuid.uuid4().hex[:12]
+    timeout = timeout or hard_timeout_s(spec) + start_delay_s + 10
+    started = []
+    t0 = time.monotonic()
+    try:
+        start_at = time.time() + start_delay_s
+        for client, share in zip(clients, shares):
+            client.start(run_id, share, start_at)
+            started.append(client)
+        statuses = _poll_until_final(clients, run_id, t0 + timeout, on_progress, poll_s, t0)
+        if statuses is None:  # past the deadline
+            statuses = [c.stop(run_id) for c in clients]
+            for s in statuses:
+                s["error"] = s.get("error") or f"stopped: the run did not finish within {timeout:.0f} s"
+    except BaseException:
+        _stop_quietly(started, run_id)
+        raise
+    return [{"agent": c.url, "spec": share.to_dict(), "state": s["state"],
+             "elapsed_s": s.get("elapsed_s"), "raw_output": s.get("raw_output", ""),
+             "result": s.get("result"), "error": s.get("error")}
+            for c, share, s in zip(clients, shares, statuses)]
+
+
+def _poll_until_final(clients, run_id, deadline, on_progress, poll_s, t0):
+    while True:
+        statuses = [c.status(run_id) for c in clients]
+        if on_progress is not None:
+            on_progress(time.monotonic() - t0, statuses)
+        if all(s["state"] in FINAL_STATES for s in statuses):
+            return statuses
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(poll_s)
+
+
+def _stop_quietly(clients, run_id):
+    for c in clients:
+        try:
+            c.stop(run_id)
+        except AgentError:
+            pass  # an unreachable agent's tool still ends at its own hard timeout
