@@ -1,0 +1,276 @@
+#!/usr/bin/env bash
+# Builds zerolab's images without needing a registry:
+#   1. a Debian bookworm base: BASE_IMAGE (default debian:bookworm-slim) when it is present or can
+#      be pulled, otherwise zerolab/debian-base:bookworm, built once with debootstrap + docker import;
+#   2. wheelhouses (build/wheelhouse/<image>/) of pinned wheels for bookworm's CPython 3.11,
+#      downloaded on the host, because pip cannot reach PyPI inside `docker build`;
+#   3. oha, built on the host with cargo (bookworm's rustc is too old for it);
+#   4. zerolab/redis, zerolab/server and zerolab/loadgen, labelled with the git commit.
+#
+# Environment: BASE_IMAGE, WRK2 (path to a wrk2 binary for the loadgen image), PYTHON (runs pip),
+# ZL_TAG (image tag, default latest), DEBIAN_MIRROR, PULL_TIMEOUT (seconds), VERBOSE=1 (show the
+# docker build output instead of keeping it in build/logs/).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+BUILD="$ROOT/build"
+LOGS="$BUILD/logs"
+PYTHON="${PYTHON:-python3}"
+WRK2="${WRK2:-}"
+TAG="${ZL_TAG:-latest}"
+DEBIAN_MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+PULL_TIMEOUT="${PULL_TIMEOUT:-20}"
+DEFAULT_BASE="debian:bookworm-slim"
+LOCAL_BASE="zerolab/debian-base:bookworm"
+OHA_VERSION="1.16.0"
+OHA_ROOT="$BUILD/oha-$OHA_VERSION"
+WHEELHOUSE="$BUILD/wheelhouse"
+# Bookworm's python3 is 3.11.2: wheels are chosen for that interpreter, not the host's.
+PIP_TARGET=(--only-binary=:all: --implementation cp --python-version 3.11.2 --abi cp311
+            --platform manylinux_2_36_x86_64 --platform manylinux2014_x86_64
+            --platform manylinux_2_17_x86_64 --platform manylinux1_x86_64 --platform any)
+
+STARTED=$SECONDS
+step() { printf '==> %s\n' "$*"; }
+info() { printf '    %s\n' "$*"; }
+warn() { printf '    warning: %s\n' "$*" >&2; }
+die() { printf 'build-images: error: %s\n' "$*" >&2; exit 1; }
+image_exists() { docker image inspect "$1" >/dev/null 2>&1; }
+
+# ---------------------------------------------------------------------------------------------
+# 1. Base image
+
+# debootstrap mounts /proc and /sys inside its target: never delete through a mount.
+remove_rootfs() {
+    local dir="$1" m
+    [[ -e "$dir" ]] || return 0
+    for m in $(findmnt -rn -o TARGET | grep -F "$dir/" | sort -r); do
+        umount -l "$m" 2>/dev/null || true
+    done
+    if findmnt -rn -o TARGET | grep -qF "$dir/"; then
+        die "file systems are still mounted under $dir: unmount them, then remove it"
+    fi
+    rm -rf --one-file-system "$dir"
+}
+
+build_base() {
+    [[ "$(id -u)" -eq 0 ]] || die "building $LOCAL_BASE runs debootstrap, which needs root; run as root or set BASE_IMAGE to a bookworm image you have"
+    command -v debootstrap >/dev/null || die "debootstrap is not installed (apt-get install debootstrap), and no base image is available; set BASE_IMAGE to a bookworm image you have"
+    local dir="$BUILD/debian-base-rootfs" t0=$SECONDS
+    remove_rootfs "$dir"
+    trap 'remove_rootfs "'"$dir"'"' EXIT
+    mkdir -p "$dir" "$LOGS"
+    info "debootstrap --variant=minbase bookworm from $DEBIAN_MIRROR (about a minute; log: build/logs/debootstrap.log)"
+    if ! debootstrap --variant=minbase bookworm "$dir" "$DEBIAN_MIRROR" >"$LOGS/debootstrap.log" 2>&1; then
+        tail -n 20 "$LOGS/debootstrap.log" >&2
+        die "debootstrap failed (full log: build/logs/debootstrap.log)"
+    fi
+    # What Debian's own container images do: no services started by package scripts, no
+    # documentation, no downloaded package lists kept in the image.
+    printf '#!/bin/sh\nexit 101\n' >"$dir/usr/sbin/policy-rc.d"
+    chmod 755 "$dir/usr/sbin/policy-rc.d"
+    cat >"$dir/etc/dpkg/dpkg.cfg.d/zerolab-nodoc" <<'EOF'
+path-exclude /usr/share/doc/*
+path-include /usr/share/doc/*/copyright
+path-exclude /usr/share/man/*
+path-exclude /usr/share/info/*
+path-exclude /usr/share/locale/*
+EOF
+    printf 'APT::Install-Recommends "false";\nAPT::Install-Suggests "false";\n' \
+        >"$dir/etc/apt/apt.conf.d/90zerolab"
+    # apt's binary caches would add 80 MB to every layer that runs apt-get.
+    cat >"$dir/etc/apt/apt.conf.d/docker-clean" <<'EOF'
+DPkg::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };
+APT::Update::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };
+Dir::Cache::pkgcache "";
+Dir::Cache::srcpkgcache "";
+EOF
+    rm -rf "$dir"/var/cache/apt/archives/*.deb "$dir"/var/cache/apt/*.bin "$dir"/var/lib/apt/lists/* \
+        "$dir"/usr/share/man/* "$dir"/usr/share/info/* "$dir"/var/log/*.log
+    info "docker import $LOCAL_BASE"
+    tar --numeric-owner -C "$dir" -c . \
+        | docker import \
+            --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+            --change 'CMD ["bash"]' \
+            --message "debootstrap --variant=minbase bookworm $DEBIAN_MIRROR" \
+            - "$LOCAL_BASE" >/dev/null \
+        || die "docker import of the bookworm root file system failed"
+    remove_rootfs "$dir"
+    trap - EXIT
+    info "built $LOCAL_BASE in $((SECONDS - t0)) s"
+}
+
+pick_base() {
+    local wanted="${BASE_IMAGE:-$DEFAULT_BASE}"
+    if image_exists "$wanted"; then
+        BASE="$wanted"; info "using $BASE (present locally)"; return
+    fi
+    # A base built earlier means an earlier pull failed: do not spend the pull timeout again.
+    if [[ -z "${BASE_IMAGE:-}" ]] && image_exists "$LOCAL_BASE"; then
+        BASE="$LOCAL_BASE"
+        info "using $BASE (built earlier from Debian packages; remove it to try pulling $wanted again)"
+        return
+    fi
+    info "$wanted is not present: trying docker pull (at most ${PULL_TIMEOUT} s)"
+    if timeout "$PULL_TIMEOUT" docker pull -q "$wanted" >/dev/null 2>&1 && image_exists "$wanted"; then
+        BASE="$wanted"; info "using $BASE (pulled)"; return
+    fi
+    [[ -n "${BASE_IMAGE:-}" ]] && warn "BASE_IMAGE=$BASE_IMAGE is neither present nor pullable: falling back to $LOCAL_BASE"
+    if ! image_exists "$LOCAL_BASE"; then
+        info "no registry reachable: building $LOCAL_BASE from Debian packages"
+        build_base
+    fi
+    BASE="$LOCAL_BASE"; info "using $BASE"
+}
+
+# ---------------------------------------------------------------------------------------------
+# 2. Wheelhouses, one per image so that one image's pins never invalidate the other's layers
+
+fetch_wheels() {
+    local name="$1" req="$ROOT/docker/requirements-$1.txt"
+    local dir="$WHEELHOUSE/$name" stamp="$WHEELHOUSE/$name/requirements.txt"
+    [[ -f "$req" ]] || die "missing $req"
+    if [[ -f "$stamp" ]] && cmp -s "$req" "$stamp"; then
+        info "$name: wheelhouse up to date ($(ls "$dir" | grep -c '\.whl$') wheels)"
+        return
+    fi
+    "$PYTHON" -m pip --version >/dev/null 2>&1 || die "PYTHON=$PYTHON has no pip; run 'make venv' or set PYTHON"
+    info "$name: pip download (CPython 3.11.2, manylinux x86_64) from docker/requirements-$name.txt"
+    # Download into a fresh folder and swap it in, so a failure never leaves a half wheelhouse
+    # and a changed pin never leaves a stale wheel behind.
+    local tmp="$WHEELHOUSE/.$name.tmp"
+    rm -rf "$tmp"; mkdir -p "$tmp" "$LOGS"
+    if ! "$PYTHON" -m pip download --disable-pip-version-check --quiet "${PIP_TARGET[@]}" \
+            --dest "$tmp" -r "$req" >"$LOGS/wheels-$name.log" 2>&1; then
+        tail -n 20 "$LOGS/wheels-$name.log" >&2
+        rm -rf "$tmp"
+        die "pip download for the $name image failed (is PyPI reachable from this host? log: build/logs/wheels-$name.log)"
+    fi
+    ls "$tmp" | grep -q '^async_timeout-' || die "$name wheelhouse lacks async-timeout, which redis-py needs on Python 3.11.2"
+    cp "$req" "$tmp/requirements.txt"
+    rm -rf "$dir"; mv "$tmp" "$dir"
+    info "$name: $(ls "$dir" | grep -c '\.whl$') wheels in build/wheelhouse/$name"
+}
+
+# ---------------------------------------------------------------------------------------------
+# 3. oha
+
+build_oha() {
+    local bin="$OHA_ROOT/bin/oha"
+    mkdir -p "$BUILD" "$LOGS"
+    # One build at a time: a second `make images` waits for the first one's cargo.
+    exec 9>"$BUILD/.oha.lock"
+    flock 9
+    if [[ ! -x "$bin" ]]; then
+        # Another cargo may already be writing there (a build started by hand, say): wait for it.
+        while pgrep -f "cargo install oha.*--root $OHA_ROOT" >/dev/null 2>&1; do
+            info "oha: waiting for the running cargo build into build/oha-$OHA_VERSION"
+            sleep 10
+        done
+    fi
+    if [[ ! -x "$bin" ]]; then
+        command -v cargo >/dev/null || die "oha $OHA_VERSION is missing and cargo is not installed: install Rust (rustup.rs), or put an oha $OHA_VERSION binary at build/oha-$OHA_VERSION/bin/oha"
+        info "oha: cargo install oha --version $OHA_VERSION --locked (several minutes; log: build/logs/oha.log)"
+        if ! cargo install oha --version "$OHA_VERSION" --locked --root "$OHA_ROOT" >"$LOGS/oha.log" 2>&1; then
+            tail -n 20 "$LOGS/oha.log" >&2
+            die "building oha failed (needs a recent Rust toolchain and crates.io; log: build/logs/oha.log)"
+        fi
+    fi
+    exec 9>&-
+    "$bin" --version 2>/dev/null | grep -q "^oha $OHA_VERSION" \
+        || die "build/oha-$OHA_VERSION/bin/oha does not say 'oha $OHA_VERSION'; remove build/oha-$OHA_VERSION and rerun"
+    info "oha $OHA_VERSION: build/oha-$OHA_VERSION/bin/oha"
+}
+
+check_wrk2() {
+    [[ -n "$WRK2" ]] || { info "wrk2: none given (WRK2=/path/to/wrk2 adds it to the loadgen image)"; return; }
+    [[ -f "$WRK2" ]] || die "WRK2=$WRK2: no such file"
+    [[ -x "$WRK2" ]] || die "WRK2=$WRK2 is not executable (chmod +x it)"
+    local out
+    out="$(timeout 10 "$WRK2" -v 2>&1 || true)"
+    [[ "$out" == *"wrk 4.0.0"* ]] \
+        || die "WRK2=$WRK2: '$WRK2 -v' should say 'wrk 4.0.0' (wrk2 from github.com/giltene/wrk2) but said: ${out%%$'\n'*}"
+    info "wrk2: $WRK2 (${out%%$'\n'*})"
+}
+
+# ---------------------------------------------------------------------------------------------
+# 4. Images, each from a small staged context so that an unchanged tree hits the layer cache
+
+# copy_package SRC DEST: a Python package without caches, keeping modification times.
+copy_package() {
+    local src="$1" dest="$2"
+    mkdir -p "$dest"
+    if [[ -d "$src" ]]; then
+        cp -a "$src/." "$dest/"
+        find "$dest" \( -name __pycache__ -o -name '*.pyc' -o -name '.pytest_cache' \) -prune -exec rm -rf {} +
+    fi
+    if [[ ! -f "$src/__main__.py" ]]; then
+        warn "${src#"$ROOT"/}/__main__.py does not exist yet: the image is built, but its command will fail until the package lands"
+    fi
+}
+
+stage() {
+    local name="$1" ctx="$BUILD/context-$1"
+    rm -rf "$ctx"; mkdir -p "$ctx"
+    cp -a "$ROOT/docker/$name.Dockerfile" "$ctx/Dockerfile"
+    case "$name" in
+        server)
+            cp -a "$WHEELHOUSE/server" "$ctx/wheels"
+            copy_package "$ROOT/server" "$ctx/server"
+            ;;
+        loadgen)
+            cp -a "$WHEELHOUSE/loadgen" "$ctx/wheels"
+            mkdir -p "$ctx/bin"
+            cp -a "$OHA_ROOT/bin/oha" "$ctx/bin/oha"
+            [[ -n "$WRK2" ]] && cp -p "$WRK2" "$ctx/bin/wrk2"
+            copy_package "$ROOT/loadgen" "$ctx/loadgen"
+            ;;
+    esac
+}
+
+build_image() {
+    local name="$1" image="zerolab/$1:$TAG" ctx="$BUILD/context-$1" t0=$SECONDS
+    stage "$name"
+    local args=(build --build-arg "BASE_IMAGE=$BASE" --label "org.opencontainers.image.revision=$REVISION"
+                --label "org.opencontainers.image.source=zerolab" -t "$image" "$ctx")
+    if [[ "${VERBOSE:-}" == 1 ]]; then
+        docker "${args[@]}" || die "docker build of $image failed"
+    elif ! docker "${args[@]}" >"$LOGS/image-$name.log" 2>&1; then
+        tail -n 30 "$LOGS/image-$name.log" >&2
+        die "docker build of $image failed (log: build/logs/image-$name.log)"
+    fi
+    local id size
+    id="$(docker image inspect -f '{{.Id}}' "$image")"
+    size="$(docker image inspect -f '{{.Size}}' "$image")"
+    info "$image ${id:7:12} $((size / 1000000)) MB ($((SECONDS - t0)) s)"
+}
+
+revision() {
+    local rev
+    rev="$(git -C "$ROOT" rev-parse HEAD 2>/dev/null)" || { echo unknown; return; }
+    # Same rule as lab/facts.py: tracked files only.
+    [[ -n "$(git -C "$ROOT" status --porcelain --untracked-files=no 2>/dev/null)" ]] && rev="$rev-dirty"
+    echo "$rev"
+}
+
+main() {
+    command -v docker >/dev/null || die "docker is not installed"
+    docker info >/dev/null 2>&1 || die "cannot talk to the Docker daemon (is it running, and may this user use it?)"
+    mkdir -p "$BUILD" "$LOGS"
+    step "base image"
+    pick_base
+    step "wheelhouse"
+    fetch_wheels server
+    fetch_wheels loadgen
+    step "load-generator binaries"
+    build_oha
+    check_wrk2
+    REVISION="$(revision)"
+    step "images (revision $REVISION, base $BASE)"
+    build_image redis
+    build_image server
+    build_image loadgen
+    step "done in $((SECONDS - STARTED)) s"
+}
+
+main "$@"

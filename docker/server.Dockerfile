@@ -1,0 +1,30 @@
+# The system under test: the server/ package on Debian's python3. Its Python dependencies come
+# from the host-built wheelhouse (wheels/ in the build context); nothing reaches PyPI here.
+# Layers go from the least to the most often changed: apt, wheels, code.
+ARG BASE_IMAGE=debian:bookworm-slim
+FROM ${BASE_IMAGE}
+
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3 python3-venv \
+ && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin
+RUN useradd --create-home --uid 10001 --user-group zerolab
+
+COPY wheels/ /wheels/
+RUN python3 -m venv /opt/venv \
+ && /opt/venv/bin/pip install --no-index --find-links /wheels --no-cache-dir \
+        --disable-pip-version-check -r /wheels/requirements.txt
+ENV PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    PYTHONUNBUFFERED=1 \
+    LANG=C.UTF-8
+
+WORKDIR /app
+COPY server/ /app/server/
+# Compiled once here: the unprivileged user cannot write __pycache__ at run time.
+RUN python3 -m compileall -q /app/server
+
+ENV ZL_ARCH=preforked ZL_WORKERS=4 ZL_BACKLOG=128 ZL_READ_TIMEOUT=5
+USER zerolab
+EXPOSE 8000
+# exec: the server is PID 1 and receives SIGTERM from `docker stop` itself.
+CMD exec python3 -m server --arch "$ZL_ARCH" --workers "$ZL_WORKERS" --backlog "$ZL_BACKLOG" \
+    --read-timeout "$ZL_READ_TIMEOUT" --redis-host redis --host 0.0.0.0 --port 8000
