@@ -11,6 +11,7 @@ WRK2 ?=
 RUN ?=
 DURATION ?=
 FRESH ?=
+ACCEPT_WEAKER ?=
 # Compose projects the tests create start with this, so a failed run can be swept away.
 export ZL_PROJECT_PREFIX ?= zl
 A ?=
@@ -41,7 +42,7 @@ images: venv
 	WRK2="$(WRK2)" PYTHON="$(PY)" bash docker/build-images.sh
 
 scenario: images
-	$(PY) -m lab scenario "$(NAME)" --engine "$(ENGINE)" $(if $(FRESH),--fresh,) $(if $(DURATION),--duration $(DURATION),)
+	$(PY) -m lab scenario "$(NAME)" --engine "$(ENGINE)" $(if $(FRESH),--fresh,) $(if $(DURATION),--duration $(DURATION),) $(if $(ACCEPT_WEAKER),--accept-weaker-cpu-limits,)
 
 verify: images
 	$(PY) -m lab verify "$(NAME)"

@@ -1,0 +1,181 @@
+"""A run's services as a Docker Swarm stack, on the swarm the Docker client points at.
+
+The same images and agent protocol as on Compose. What differs, and is recorded with every
+result: CPU sets become CPU-count limits (Swarm cannot pin), and services are placed by node
+labels rather than on this machine.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+
+import docker
+from docker.errors import APIError, NotFound
+
+from lab.scenario import ROOT, Scenario, ScenarioError, parse_cpuset, resolved_constraints
+
+STACK_FILE = ROOT / "compose" / "swarm-stack.yml"
+SERVICES = ("redis", "server", "loadgen")
+SERVER_LABEL, LOAD_LABEL = "zerolab.server", "zerolab.load"
+
+
+def check_swarm_constraints(scenario: Scenario) -> None:
+    """Refuse CPU pinning Swarm cannot give, unless the scenario accepts CPU-count limits."""
+    cpusets = resolved_constraints(scenario)["cpusets"]
+    if cpusets and not scenario.accept_weaker_cpu_limits:
+        pinned = ", ".join(f"{svc}={cpus}" for svc, cpus in sorted(cpusets.items()))
+        raise ScenarioError(f"scenario {scenario.name!r} on Swarm", [
+            f"constraints.cpusets ({pinned}): Swarm cannot pin services to CPUs; set "
+            "accept_weaker_cpu_limits: true in the scenario (or pass --accept-weaker-cpu-limits) to run "
+            "with limits of the same number of CPUs instead, or run it on Compose"])
+
+
+class SwarmEnvironment:
+    engine = "swarm"
+
+    def __init__(self, project: str, variables: dict[str, str], generators: int = 1):
+        self.project = project
+        self.variables = dict(variables)
+        self.generators = generators
+        self.client = docker.from_env()
+
+    # ------------------------------------------------------------ lifecycle
+
+    def __enter__(self) -> "SwarmEnvironment":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.down()
+
+    def stack_variables(self) -> dict[str, str]:
+        v = dict(self.variables)
+        v["ZL_GENERATORS"] = str(self.generators)
+        for service in SERVICES:
+            cpuset = v.get(f"ZL_{service.upper()}_CPUSET")
+            if cpuset:
+                n = str(len(parse_cpuset(cpuset)))
+                v[f"ZL_{service.upper()}_CPUS"] = n
+                v[f"ZL_{service.upper()}_CPUS_RESERVED"] = n
+        return v
+
+    def up(self, timeout_s: float = 180) -> None:
+        self._check_swarm()
+        env = os.environ | self.stack_variables()
+        out = subprocess.run(
+            ["docker", "stack", "deploy", "--resolve-image", "never", "-c", str(STACK_FILE), self.project],
+            env=env, capture_output=True, text=True, timeout=120)
+        if out.returncode != 0:
+            raise RuntimeError(f"docker stack deploy {self.project} failed: {out.stderr.strip() or out.stdout.strip()}")
+        self._wait_running(timeout_s)
+
+    def down(self) -> None:
+        """Removes the stack and waits until its containers and network are gone."""
+        subprocess.run(["docker", "stack", "rm", self.project], capture_output=True, text=True, timeout=60)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            left = self.client.containers.list(all=True, filters={"label": f"com.docker.stack.namespace={self.project}"})
+            nets = self.client.networks.list(filters={"label": f"com.docker.stack.namespace={self.project}"})
+            if not left and not nets:
+                return
+            for net in nets if not left else []:
+                try:
+                    net.remove()
+                except (APIError, NotFound):
+                    pass
+            time.sleep(1)
+
+    # ------------------------------------------------------------ what the runner reads
+
+    def agent_urls(self) -> list[str]:
+        urls = []
+        for task in self._tasks("loadgen"):
+            ports = (task.get("Status", {}).get("PortStatus") or {}).get("Ports") or []
+            port = next((p["PublishedPort"] for p in ports if p.get("TargetPort") == 9100), None)
+            if port is None:
+                raise RuntimeError(f"generator task {task['ID'][:12]} publishes no agent port")
+            urls.append(f"http://{self._node_address(task['NodeID'])}:{port}")
+        return urls
+
+    def containers(self) -> dict[str, list]:
+        """Containers on this node, per service (stats of other nodes need their own engine)."""
+        found: dict[str, list] = {s: [] for s in SERVICES}
+        for c in self.client.containers.list(filters={"label": f"com.docker.stack.namespace={self.project}"}):
+            service = c.labels.get("com.docker.swarm.service.name", "").removeprefix(f"{self.project}_")
+            if service in found:
+                found[service].append(c)
+        return found
+
+    def image_ids(self) -> dict[str, str]:
+        ids = {}
+        for service in SERVICES:
+            spec = self.client.services.get(f"{self.project}_{service}").attrs["Spec"]
+            image = spec["TaskTemplate"]["ContainerSpec"]["Image"]
+            try:
+                ids[service] = self.client.images.get(image).id
+            except NotFound:
+                ids[service] = image
+        return ids
+
+    def describe(self) -> dict:
+        nodes = [{"id": n.id, "hostname": n.attrs["Description"]["Hostname"],
+                  "address": n.attrs["Status"].get("Addr"), "role": n.attrs["Spec"].get("Role"),
+                  "labels": n.attrs["Spec"].get("Labels") or {}} for n in self.client.nodes.list()]
+        names = {n["id"]: n["hostname"] for n in nodes}
+        placement = {s: sorted(names.get(t["NodeID"], t["NodeID"]) for t in self._tasks(s)) for s in SERVICES}
+        v = self.stack_variables()
+        enforced = [f"{s}: at most {v[f'ZL_{s.upper()}_CPUS']} CPU(s) (deploy.resources limit and reservation)"
+                    for s in SERVICES if f"ZL_{s.upper()}_CPUS" in v]
+        enforced += [f"{s}: memory {v[f'ZL_{s.upper()}_MEM']}" for s in SERVICES if f"ZL_{s.upper()}_MEM" in v]
+        enforced += ["sysctls: somaxconn, ip_local_port_range, tcp_tw_reuse"]
+        not_enforced = [f"{s}: cpuset {v[f'ZL_{s.upper()}_CPUSET']} (Swarm cannot pin CPUs)"
+                        for s in SERVICES if v.get(f"ZL_{s.upper()}_CPUSET")]
+        not_enforced.append(f"nofile {v.get('ZL_NOFILE', '')}: stack services keep the engine's default limit")
+        version = self.client.version()
+        return {"engine": "swarm", "docker_version": version.get("Version"),
+                "docker_api_version": version.get("ApiVersion"), "images": self.image_ids(),
+                "nodes": nodes, "placement": placement,
+                "constraints": {"enforced": enforced, "not_enforced": not_enforced}}
+
+    # ------------------------------------------------------------ helpers
+
+    def _check_swarm(self) -> None:
+        info = self.client.info().get("Swarm") or {}
+        if info.get("LocalNodeState") != "active" or not info.get("ControlAvailable"):
+            raise RuntimeError("ENGINE=swarm needs the Docker client to point at a swarm manager "
+                               "(docker swarm init, or DOCKER_HOST of a manager)")
+        labels = [n.attrs["Spec"].get("Labels") or {} for n in self.client.nodes.list()]
+        for label, role in ((SERVER_LABEL, "the server and Redis"), (LOAD_LABEL, "the generators")):
+            if not any(lbl.get(label) == "true" for lbl in labels):
+                raise RuntimeError(f"no node is labelled {label}=true for {role}: "
+                                   f"docker node update --label-add {label}=true <node>")
+
+    def _tasks(self, service: str) -> list[dict]:
+        try:
+            svc = self.client.services.get(f"{self.project}_{service}")
+        except NotFound:
+            return []
+        return [t for t in svc.tasks() if t.get("DesiredState") == "running"]
+
+    def _node_address(self, node_id: str) -> str:
+        node = self.client.nodes.get(node_id)
+        if node.attrs["Description"]["Hostname"] == self.client.info().get("Name"):
+            return "127.0.0.1"  # this machine's own tasks
+        return node.attrs["Status"]["Addr"]
+
+    def _wait_running(self, timeout_s: float) -> None:
+        """Swarm holds a task in 'starting' until its healthcheck passes, then 'running'."""
+        want = {"redis": 1, "server": 1, "loadgen": self.generators}
+        deadline = time.monotonic() + timeout_s
+        while True:
+            states = {s: [t["Status"]["State"] for t in self._tasks(s)] for s in SERVICES}
+            if all(states[s].count("running") >= n for s, n in want.items()):
+                return
+            failed = [(s, t) for s in SERVICES for t in self._tasks(s)
+                      if t["Status"]["State"] in ("failed", "rejected", "shutdown", "complete")]
+            if failed:
+                s, t = failed[0]
+                raise RuntimeError(f"{s} task {t['Status']['State']}: {t['Status'].get('Err') or t['Status'].get('Message')}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"stack {self.project} not ready after {timeout_s:g} s: {states}")
+            time.sleep(1)
