@@ -1,6 +1,7 @@
 """The Lua script given to wrk and wrk2 with -s.
 
-request() picks each request's kind by the mix weights and counts it in that thread;
+request() picks each request's kind by the mix weights and counts it in that thread
+(less the one call wrk makes to check the script, which sends nothing);
 done() sums the threads' counts (thread:get) and writes them, with the latency histogram read
 at fine percentiles, as JSON to the file named by the REPORT_ENV environment variable
 (script arguments do not reach done()).
@@ -58,7 +59,7 @@ def render_script(spec):
 def _pick_lines(kinds, mix):
     """Draw the kind by cumulative weight and count it."""
     if len(kinds) == 1:
-        return ["  n1 = n1 + 1", "  return req1"]
+        return ["  n1 = n1 + 1", "  first = first or 1", "  return req1"]
     total = float(sum(mix[k] for k in kinds))
     lines, cumulative = ["  local r = math.random()"], 0.0
     for i, kind in enumerate(kinds, 1):
@@ -69,7 +70,7 @@ def _pick_lines(kinds, mix):
             lines.append(f"  elseif r < {cumulative!r} then")
         else:
             lines.append("  else")
-        lines += [f"    n{i} = n{i} + 1", f"    return req{i}"]
+        lines += [f"    n{i} = n{i} + 1", f"    first = first or {i}", f"    return req{i}"]
     return lines + ["  end"]
 
 
@@ -88,6 +89,10 @@ def _done_lines(kinds):
         "  for _, t in ipairs(threads) do",
         *[f"    counts[{i}] = counts[{i}] + (t:get('n{i}') or 0)" for i in range(1, len(kinds) + 1)],
         "  end",
+        "  -- wrk and wrk2 call request() once on the first thread to check the script;",
+        "  -- that request is never sent",
+        "  local checked = threads[1] and threads[1]:get('first')",
+        "  if checked then counts[checked] = counts[checked] - 1 end",
         "  local rows = {}",
         "  for _, p in ipairs(percentiles) do",
         "    table.insert(rows, '[' .. num(p) .. ', ' .. num(latency:percentile(p)) .. ']')",
