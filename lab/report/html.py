@@ -22,7 +22,7 @@ h3 { margin-top: 1.5em; }
 table { border-collapse: collapse; margin: .6em 0 1.2em; font-size: .92em; }
 th, td { border: 1px solid #ccc; padding: .25em .6em; text-align: right; vertical-align: top; }
 th { background: #f1f1f1; } td.l, th.l { text-align: left; }
-tr.invalid td { background: #fdecec; } tr.nofig td { background: #fff7e0; }
+tr.invalid td { background: #fdecec; } tr.nofig td, tr.changed td { background: #fff7e0; }
 .badge { display: inline-block; padding: 0 .4em; border-radius: .3em; font-size: .85em; }
 .ok { background: #e3f4e3; color: #185c18; } .bad { background: #fbd5d5; color: #8a1010; }
 .muted { color: #777; } .big { font-size: 1.5em; font-weight: 600; }
@@ -30,7 +30,7 @@ s { color: #a33; } figure { margin: 1em 0; } figure img { max-width: 100%; borde
 figcaption { font-size: .9em; color: #555; } .def { background: #f7f7fb; padding: .8em 1em;
 border-left: 4px solid #88a; } details { margin: .8em 0; } summary { cursor: pointer; font-weight: 600; }
 .grid { display: flex; flex-wrap: wrap; gap: .5em; } .grid figure { width: 48%; margin: 0; }
-code { background: #f3f3f3; padding: 0 .2em; }
+code { background: #f3f3f3; padding: 0 .2em; } .nw { white-space: nowrap; }
 """
 
 
@@ -55,12 +55,18 @@ def page(title: str, body: str) -> str:
             f"<title>{esc(title)}</title><style>{CSS}</style></head>\n<body>\n{body}\n</body></html>\n")
 
 
-def table(headers: list[str], rows: list[tuple[list[str], str]]) -> str:
-    """headers are plain text; each row is (already escaped cells, row class)."""
-    head = "".join(f"<th{' class=l' if i == 0 else ''}>{esc(h)}</th>" for i, h in enumerate(headers))
+def table(headers: list[str], rows: list[tuple[list[str], str]], left: set[int] = frozenset()) -> str:
+    """headers are plain text; each row is (already escaped cells, row class).
+
+    The first column and those in `left` are text, aligned left; the rest are figures.
+    """
+    def cls_of(i: int) -> str:
+        return " class=l" if i == 0 or i in left or i - len(headers) in left else ""
+
+    head = "".join(f"<th{cls_of(i)}>{esc(h)}</th>" for i, h in enumerate(headers))
     body = []
     for cells, cls in rows:
-        tds = "".join(f"<td{' class=l' if i == 0 else ''}>{c}</td>" for i, c in enumerate(cells))
+        tds = "".join(f"<td{cls_of(i)}>{c}</td>" for i, c in enumerate(cells))
         body.append(f"<tr{f' class={cls}' if cls else ''}>{tds}</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
@@ -100,7 +106,8 @@ def cells_table(cells: list[Cell], table_: ArticleTable) -> str:
         repeats = []
         for r in c.runs:
             v = fmt_num(r.requests_per_sec)
-            repeats.append(v if r.valid else f"<s title=\"{esc('; '.join(r.reasons))}\">{v}</s>")
+            repeats.append(f"<span class=nw>{v}</span>" if r.valid
+                           else f"<s class=nw title=\"{esc('; '.join(r.reasons))}\">{v}</s>")
         invalid = [r for r in c.runs if not r.valid]
         flags = f"{len(c.valid_runs)}/{len(c.runs)} valid"
         if invalid:
@@ -112,7 +119,7 @@ def cells_table(cells: list[Cell], table_: ArticleTable) -> str:
         rows.append(([esc(c.arch), fmt_num(c.connections)]
                      + ([esc(c.variant_label)] if show_variant else [])
                      + [fmt_num(fig), ", ".join(repeats) or "—", art_html, ratio, flags], cls))
-    return table(headers, rows)
+    return table(headers, rows, left={-1})
 
 
 def score_section(scores: list[Score]) -> str:
@@ -130,7 +137,8 @@ def score_section(scores: list[Score]) -> str:
             art = " &gt; ".join(f"{esc(a)} ({fmt_num(lv.article[a])})" for a in lv.order("article"))
             rows.append(([fmt_num(lv.connections), ours or "—", art or "—", fmt_tau(lv.tau),
                           esc(lv.note)], "" if lv.tau is not None else "nofig"))
-        parts.append(table(["concurrency", "our order", "article's order", "tau-b", "note"], rows))
+        parts.append(table(["concurrency", "our order", "article's order", "tau-b", "note"], rows,
+                           left={1, 2, 4}))
         rows = []
         for c in s.collapses:
             peak = f"{fmt_num(c.ours_peak[1])} at {fmt_num(c.ours_peak[0])}" if c.ours_peak else "—"
@@ -153,13 +161,13 @@ def runs_table(runs: list[Run]) -> str:
         lat = r.latency_ms
         errors = r.raw.get("errors") or {}
         n_err = sum(v for v in errors.values() if isinstance(v, (int, float)))
-        rows.append(([esc(r.id), esc(r.result_id), esc(r.arch), fmt_num(r.connections),
+        rows.append(([f"<span class=nw>{esc(r.id)}</span>", esc(r.result_id), esc(r.arch), fmt_num(r.connections),
                       esc(r.repeat), esc(r.status), fmt_num(r.requests_per_sec),
                       fmt_num(lat.get("p50"), 1), fmt_num(lat.get("p99"), 1),
                       fmt_num(lat.get("p99_9"), 1), fmt_num(n_err), validity_badge(r)],
                      "" if r.valid else "invalid"))
     return table(["run", "result", "architecture", "concurrency", "repeat", "status", "req/s",
-                  "p50 ms", "p99 ms", "p99.9 ms", "errors", "validity"], rows)
+                  "p50 ms", "p99 ms", "p99.9 ms", "errors", "validity"], rows, left={1, 2, -1})
 
 
 def _env_value(value) -> str:
@@ -178,7 +186,7 @@ def environment_section(results: list[Result]) -> str:
         rows = [([esc(k), _env_value(v)], "") for k, v in env.items()]
         rows += [([esc(k), esc(res.data.get(k))], "") for k in ("started_at", "finished_at", "status")]
         parts.append(f"<h3>{esc(res.scenario)} / {esc(res.result_id)}</h3>")
-        parts.append(table(["", "value"], rows).replace("<td>", "<td class=l>"))
+        parts.append(table(["", "value"], rows, left={1}))
     return "\n".join(parts)
 
 
@@ -243,13 +251,14 @@ def render_compare(comparison) -> str:
         rows.append(([esc(r.arch), fmt_num(r.connections)]
                      + ([esc(variant_label(r.variant))] if show_variant else [])
                      + [fmt_num(r.a), esc(r.a_note), fmt_num(r.b), esc(r.b_note), change, verdict],
-                     "" if r.exceeds is not True else "invalid"))
+                     "" if r.exceeds is not True else "changed"))
     headers = ["architecture", "concurrency"] + (["variant"] if show_variant else []) + [
         "A req/s", "A repeats", "B req/s", "B repeats", "change", "beyond noise?"]
+    left = {-5, -3, -1}
     body = [f"<h1>{esc(title)}</h1>",
             f"<p>A: {esc(', '.join(map(str, c.a_paths)))}<br>B: {esc(', '.join(map(str, c.b_paths)))}</p>",
             f"<p class=def>{esc(c.NOISE_DEFINITION)}</p>",
-            f"<p>Noise: <b>{esc(noise)}</b></p>", table(headers, rows)]
+            f"<p>Noise: <b>{esc(noise)}</b></p>", table(headers, rows, left=left)]
     return page(title, "\n".join(body))
 
 

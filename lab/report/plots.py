@@ -29,7 +29,7 @@ NINES = [(0.0, "0%"), (0.5, "50%"), (0.9, "90%"), (0.99, "99%"), (0.999, "99.9%"
 
 
 def arch_color(arch: str):
-    i = ARCHS.index(arch) if arch in ARCHS else len(ARCHS) + hash(arch) % 3
+    i = ARCHS.index(arch) if arch in ARCHS else len(ARCHS) + sum(map(ord, arch)) % 3
     return _PALETTE[i % len(_PALETTE)]
 
 
@@ -180,6 +180,7 @@ def _latency_yscale(ax, values: list[float]) -> None:
         ax.set_yscale("log")
     else:
         ax.set_ylim(bottom=0)
+        ax.yaxis.set_major_formatter(FuncFormatter(_thousands))
 
 
 def plot_latency_run(run: Run, out_dir: Path) -> PlotFile | None:

@@ -272,6 +272,25 @@ def test_report_html_contents(report):
     assert "Test CPU @ 3.0GHz" in text and "sha256:1111" in text  # environment block
 
 
+def test_failed_and_unfinished_runs_do_not_break_the_report(tmp_path):
+    d = tmp_path / "r"
+    shutil.copytree(A, d)
+    data = json.loads((d / "result.json").read_text())
+    data["status"] = "interrupted"
+    failed = data["runs"][0]
+    failed.update(status="failed", requests_per_sec=None, requests=None, latency_ms=None,
+                  latency_spectrum=None, validity=None, error="agent loadgen-1 unreachable")
+    data["runs"][1].update(status="pending", requests_per_sec=None, latency_ms=None)
+    (d / "result.json").write_text(json.dumps(data))
+    (d / "stats.csv").unlink()
+    text = build_report([d], tmp_path / "out").read_text()
+    assert "agent loadgen-1 unreachable" in text and "status failed" in text
+    assert "No stats.csv samples" in text
+    # preforked at 100 lost both repeats: no figure there, and 100 is scored on the other two.
+    (s,) = score(group_cells(load_result(d).runs), load_article_table())
+    assert set([lv for lv in s.levels if lv.connections == 100][0].ours) == {"threaded", "poll"}
+
+
 def test_report_of_a_whole_sweep_goes_into_its_dir(tmp_path):
     sweep = tmp_path / "sweep"
     shutil.copytree(SWEEP, sweep)
