@@ -239,6 +239,6 @@ def summarise(run: RunPlan, generators: list[dict], stats: list[dict], before: d
 
 def _generator_cores(run: RunPlan, env) -> dict[str, int]:
     cpuset = run.cpusets.get("loadgen")
-    n = len(parse_cpuset(cpuset)) if cpuset else (env.describe().get("cores") or 1)
+    n = len(parse_cpuset(cpuset)) if cpuset else (os.cpu_count() or 1)
     return {c.name: n for c in env.containers().get("loadgen", [])}
 

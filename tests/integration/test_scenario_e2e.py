@@ -1,0 +1,149 @@
+"""`python -m lab scenario` end to end on real containers, real generators and a real Redis."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import docker
+import pytest
+import yaml
+
+from lab.scenario import ROOT
+
+PREFIX = "zltest"
+pytestmark = pytest.mark.timeout(420)
+
+
+def lab(args: list[str], results: Path, timeout: float = 360, **kw) -> subprocess.CompletedProcess:
+    env = os.environ | {"ZL_PROJECT_PREFIX": PREFIX, "COLUMNS": "200"}
+    return subprocess.run([sys.executable, "-m", "lab", *args, "--results", str(results)], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=timeout, **kw)
+
+
+def only_result(results: Path, name: str) -> tuple[Path, dict]:
+    [path] = list((results / name).glob("*/result.json"))
+    return path.parent, json.loads(path.read_text())
+
+
+def leftovers() -> list[str]:
+    client = docker.from_env()
+    names = [c.name for c in client.containers.list(all=True)
+             if c.labels.get("com.docker.compose.project", "").startswith(PREFIX)]
+    names += [n.name for n in client.networks.list() if n.name.startswith(PREFIX)]
+    return names
+
+
+@pytest.fixture
+def results(tmp_path):
+    yield tmp_path / "results"
+    subprocess.run([sys.executable, "-m", "lab", "cleanup", "--prefix", PREFIX], cwd=ROOT, timeout=120)
+
+
+def write_scenario(tmp_path: Path, name: str, **fields) -> Path:
+    base = yaml.safe_load((ROOT / "scenarios" / "smoke.yaml").read_text())
+    for key, value in fields.items():
+        if isinstance(value, dict):
+            base.setdefault(key, {}).update(value)
+        else:
+            base[key] = value
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(base))
+    return path
+
+
+def test_smoke_gives_a_valid_result_that_agrees_with_redis(results):
+    out = lab(["scenario", "smoke"], results)
+    assert out.returncode == 0, out.stdout + out.stderr
+    directory, doc = only_result(results, "smoke")
+    assert doc["schema_version"] == 1 and doc["status"] == "complete"
+    env = doc["environment"]
+    for key in ("engine", "cores", "kernel", "docker_version", "images", "git_commit"):
+        assert env.get(key), key
+    [run] = doc["runs"]
+    assert run["status"] == "complete", run.get("error")
+    assert run["validity"] == {"valid": True, "reasons": []}, run["validity"]
+    assert run["verification"]["passed"]
+
+    # Two generators, and the merged figures are their sum.
+    gens = run["generators"]
+    assert len(gens) == 2 and all(g["raw_output"] and g["result"] for g in gens)
+    assert run["requests"] == sum(g["result"]["requests"] for g in gens) > 0
+    assert run["requests_per_sec"] > 0
+    lat = run["latency_ms"]
+    assert 0 < lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["max"]
+
+    # Redis saw what the generators sent, give or take one request in flight per connection.
+    connections = run["params"]["connections"]
+    sent = {}
+    for g in gens:
+        for kind, n in g["result"]["requests_by_kind"].items():
+            sent[kind] = sent.get(kind, 0) + n
+    assert sent["guestbook_get"] > 0 and sent["guestbook_post"] > 0 and sent["static"] > 0
+    delta = run["redis"]["visitor_count_delta"]
+    assert sent["guestbook_get"] - connections <= delta <= sent["guestbook_get"]
+    remarks = run["redis"]["remarks_delta"]
+    assert sent["guestbook_post"] - connections <= remarks <= sent["guestbook_post"]
+
+    # Stats of every service, once a second; one index line; the console told the figure.
+    with (directory / "stats.csv").open() as f:
+        services = {row["service"] for row in csv.DictReader(f)}
+    assert services == {"redis", "server", "loadgen"}
+    index = list(csv.DictReader((results / "index.csv").open()))
+    assert len(index) == 1 and index[0]["run_id"] == run["id"] and index[0]["valid"] == "True"
+    assert "req/s" in out.stdout
+    assert not leftovers()
+
+
+def test_failed_verification_stops_the_run_with_the_reason(results, tmp_path):
+    path = write_scenario(tmp_path, "badstatic", load={"static_path": "/no-such-file.html"})
+    out = lab(["scenario", str(path)], results)
+    assert out.returncode == 1
+    _, doc = only_result(results, "badstatic")
+    [run] = doc["runs"]
+    assert run["status"] == "failed"
+    assert "verification failed" in run["error"] and "static" in run["error"]
+    assert "requests_per_sec" not in run  # no load was run
+    assert not leftovers()
+
+
+def test_interrupt_keeps_finished_runs_and_the_same_command_resumes(results, tmp_path):
+    path = write_scenario(tmp_path, "resume", repeats=2, generators=1,
+                          load={"duration_s": 4, "warmup_s": 0})
+    env = os.environ | {"ZL_PROJECT_PREFIX": PREFIX}
+    proc = subprocess.Popen([sys.executable, "-m", "lab", "scenario", str(path), "--results", str(results)],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            docs = list((results / "resume").glob("*/result.json"))
+            if docs:
+                runs = json.loads(docs[0].read_text())["runs"]
+                if runs[0]["status"] == "complete" and runs[1]["status"] == "running":
+                    break
+            time.sleep(0.5)
+        else:
+            pytest.fail("the first run never completed")
+        time.sleep(4)  # into the second run's environment or load
+        proc.send_signal(signal.SIGINT)
+        output, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, output
+    directory, doc = only_result(results, "resume")
+    assert doc["status"] == "interrupted"
+    assert [r["status"] for r in doc["runs"]] == ["complete", "interrupted"]
+    assert not leftovers()
+
+    again = lab(["scenario", str(path)], results)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "resuming: 1 already done" in again.stdout
+    directory2, doc = only_result(results, "resume")
+    assert directory2 == directory and doc["status"] == "complete"
+    assert [r["status"] for r in doc["runs"]] == ["complete", "complete"]
