@@ -1,0 +1,1 @@
+"""One module per architecture; each only moves bytes between sockets and the core."""

@@ -1,0 +1,22 @@
+"""Iterative: one process accepts a connection, serves it completely, then accepts the next."""
+from server.app import App
+from server.redis_link import RedisConnection
+from server.runtime import ServerStop, accept, announce, listen, serve_connection, stop_on_signals
+
+
+def run(config):
+    app = App(config.root)
+    redis = RedisConnection(config.redis_host, config.redis_port)
+    sock = listen(config)
+    stop_on_signals()
+    announce(sock, config)
+    try:
+        while True:
+            client = accept(sock)
+            if client is not None:
+                serve_connection(client, app, redis, config.read_timeout)
+    except ServerStop:
+        pass
+    finally:
+        sock.close()
+        redis.close()

@@ -1,0 +1,48 @@
+"""Prethreaded: N threads started up front; an accept mutex lets one of them at a time block in
+accept(), the others wait on the mutex. Threads share a thread-safe Redis pool."""
+import signal
+import socket
+import threading
+
+from server.app import App
+from server.redis_link import RedisPool
+from server.runtime import (ServerStop, accept, announce, join_threads, listen, serve_connection,
+                            stop_on_signals)
+
+
+def run(config):
+    app = App(config.root)
+    pool = RedisPool(config.redis_host, config.redis_port)
+    sock = listen(config)
+    accept_mutex = threading.Lock()
+    stopping = threading.Event()
+
+    def worker():
+        while not stopping.is_set():
+            with accept_mutex:
+                if stopping.is_set():
+                    return
+                client = accept(sock)
+            if client is not None:
+                serve_connection(client, app, pool, config.read_timeout)
+
+    threading.stack_size(512 * 1024)
+    for _ in range(config.workers):
+        threading.Thread(target=worker, daemon=True).start()
+    stop_on_signals()
+    announce(sock, config)
+    try:
+        while True:
+            signal.pause()
+    except ServerStop:
+        pass
+    finally:
+        stopping.set()
+        # Wakes the thread blocked in accept() (Linux answers it EINVAL); the rest see the flag.
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        join_threads()
+        sock.close()
+        pool.close()

@@ -1,0 +1,102 @@
+"""Blocking Redis links for the architectures that block: they send a RedisCall's commands in one
+write and read its replies. The event loops have their own non-blocking link (eventloop.py)."""
+import socket
+
+import hiredis
+
+from server.timeouts import set_read_timeout, set_write_timeout
+
+CONNECT_TIMEOUT = 1.0
+IO_TIMEOUT = 2.0
+
+
+class RedisUnavailable(Exception):
+    pass
+
+
+class RedisConnection:
+    """One connection owned by one process (iterative server, a forked or preforked child).
+    It connects on first use and again after any failure."""
+
+    def __init__(self, host, port):
+        self._address = (host, port)
+        self._sock = None
+        self._reader = None
+
+    def call(self, commands, count):
+        sock = self._sock
+        try:
+            if sock is None:
+                sock = self._connect()
+            sock.sendall(commands)
+            reader = self._reader
+            replies = []
+            while len(replies) < count:
+                reply = reader.gets()
+                if reply is False:
+                    data = sock.recv(65536)
+                    if not data:
+                        raise ConnectionError("redis closed the connection")
+                    reader.feed(data)
+                else:
+                    replies.append(reply)
+            return replies
+        except (OSError, hiredis.ProtocolError) as error:
+            self.close()
+            raise RedisUnavailable(str(error)) from None
+
+    def _connect(self):
+        # A plain connect(): create_connection() would run getaddrinfo through the idna codec,
+        # an import that every forked child would pay again. The kernel applies the send
+        # timeout to a blocking connect.
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            set_write_timeout(sock, CONNECT_TIMEOUT)
+            sock.connect(self._address)
+            set_read_timeout(sock, IO_TIMEOUT)
+            set_write_timeout(sock, IO_TIMEOUT)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except BaseException:
+            sock.close()
+            raise
+        self._sock = sock
+        self._reader = hiredis.Reader()
+        return sock
+
+    def close(self):
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+
+class RedisPool:
+    """Connections shared by threads: a thread-safe redis-py pool (hiredis parses the replies)."""
+
+    def __init__(self, host, port):
+        import redis
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
+        self._errors = (redis.RedisError, OSError)
+        # No retries: a failed call answers 503 at once and the next one reconnects.
+        self._pool = redis.ConnectionPool(host=host, port=port, protocol=2,
+                                          socket_connect_timeout=CONNECT_TIMEOUT,
+                                          socket_timeout=IO_TIMEOUT, retry=Retry(NoBackoff(), 0))
+
+    def call(self, commands, count):
+        pool = self._pool
+        try:
+            conn = pool.get_connection()
+        except self._errors as error:
+            raise RedisUnavailable(str(error)) from None
+        try:
+            conn.send_packed_command((commands,), check_health=False)
+            return [conn.read_response() for _ in range(count)]
+        except self._errors as error:
+            conn.disconnect()
+            raise RedisUnavailable(str(error)) from None
+        finally:
+            pool.release(conn)
+
+    def close(self):
+        self._pool.disconnect()
