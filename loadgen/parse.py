@@ -157,7 +157,6 @@ def parse_wrk(text, tool="wrk"):
         elif block and name == "pct":
             blocks[block]["percentiles_ms"][percentile_key(m.group(1))] = time_ms(m.group(2))
         elif block and name == "spectrum":
-            blocks[block].setdefault("spectrum", None)
             if blocks[block]["spectrum"] is None:
                 blocks[block]["spectrum"] = []
             blocks[block]["spectrum"].append([float(m.group(1)), float(m.group(2)), int(m.group(3))])
