@@ -27,10 +27,11 @@ RUN oha --version | grep -q '^oha ' \
         case "$out" in *"wrk 4.0.0"*) ;; *) echo "wrk2 does not run in this image: $out" >&2; exit 1 ;; esac; \
     fi
 
-WORKDIR /app
-COPY loadgen/ /app/loadgen/
-RUN python3 -m compileall -q /app/loadgen
-
-USER zerolab
 EXPOSE 9100
 CMD ["python3", "-m", "loadgen", "agent", "--port", "9100"]
+WORKDIR /app
+
+# The code last, so that a change to it rebuilds only these layers.
+COPY loadgen/ /app/loadgen/
+RUN python3 -m compileall -q /app/loadgen
+USER zerolab

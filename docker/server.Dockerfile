@@ -17,14 +17,15 @@ ENV PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/
     PYTHONUNBUFFERED=1 \
     LANG=C.UTF-8
 
-WORKDIR /app
-COPY server/ /app/server/
-# Compiled once here: the unprivileged user cannot write __pycache__ at run time.
-RUN python3 -m compileall -q /app/server
-
 ENV ZL_ARCH=preforked ZL_WORKERS=4 ZL_BACKLOG=128 ZL_READ_TIMEOUT=5
-USER zerolab
 EXPOSE 8000
 # exec: the server is PID 1 and receives SIGTERM from `docker stop` itself.
 CMD exec python3 -m server --arch "$ZL_ARCH" --workers "$ZL_WORKERS" --backlog "$ZL_BACKLOG" \
     --read-timeout "$ZL_READ_TIMEOUT" --redis-host redis --host 0.0.0.0 --port 8000
+WORKDIR /app
+
+# The code last, so that a change to it rebuilds only these layers.
+COPY server/ /app/server/
+# Compiled once here: the unprivileged user cannot write __pycache__ at run time.
+RUN python3 -m compileall -q /app/server
+USER zerolab

@@ -1,0 +1,251 @@
+"""A run's services on this machine, through docker-compose.yml and one compose project per run.
+
+`docker compose` (v2) is used where it exists, Debian's `docker-compose` 1.29 otherwise; both
+read the same files. Compose starts and stops things; the Docker SDK inspects them (health,
+ports, image ids) and sweeps whatever a failed `down` left behind.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import platform
+import re
+import subprocess
+import time
+from pathlib import Path
+from typing import Optional
+
+import docker
+import docker.errors
+
+ROOT = Path(__file__).resolve().parents[2]
+SERVICES = ("redis", "server", "loadgen")
+AGENT_PORT = 9100
+PROJECT_LABEL = "com.docker.compose.project"
+SERVICE_LABEL = "com.docker.compose.service"
+NUMBER_LABEL = "com.docker.compose.container-number"
+# Compose lowercases project names and drops other characters; accepting only names it keeps
+# as they are means the label always equals the name we were given.
+PROJECT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+
+
+class ComposeError(RuntimeError):
+    """An environment that could not be brought up (the message names the service and why)."""
+
+
+@functools.lru_cache(maxsize=None)
+def compose_command() -> tuple[str, ...]:
+    """`docker compose` when the v2 plugin answers, else `docker-compose`: the one place that picks."""
+    try:
+        if subprocess.run(["docker", "compose", "version"], capture_output=True, timeout=20).returncode == 0:
+            return ("docker", "compose")
+    except (OSError, subprocess.SubprocessError):
+        pass
+    try:
+        if subprocess.run(["docker-compose", "version"], capture_output=True, timeout=20).returncode == 0:
+            return ("docker-compose",)
+    except (OSError, subprocess.SubprocessError):
+        pass
+    raise ComposeError("neither `docker compose` nor `docker-compose` works on this machine")
+
+
+class ComposeEnvironment:
+    """One compose project: redis, server and N loadgen replicas with the scenario's constraints."""
+
+    def __init__(self, project: str, variables: dict[str, str], generators: int = 1,
+                 root: Path = ROOT) -> None:
+        if not PROJECT_NAME.match(project):
+            raise ValueError(f"compose project name {project!r}: use lowercase letters, digits, '-' and '_'")
+        if generators < 1:
+            raise ValueError(f"generators={generators}: at least one load generator is needed")
+        self.project = project
+        self.variables = {k: str(v) for k, v in variables.items()}
+        self.generators = generators
+        self.root = Path(root)
+        self.files = [self.root / "docker-compose.yml", self.root / "compose" / "publish-agents.yml"]
+        self._client: Optional[docker.DockerClient] = None
+
+    # -- context manager: whatever happens inside, the project is removed ------------------------
+    def __enter__(self) -> "ComposeEnvironment":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.down()
+
+    # -- compose ---------------------------------------------------------------------------------
+    @property
+    def client(self) -> docker.DockerClient:
+        if self._client is None:
+            self._client = docker.from_env(timeout=60)
+        return self._client
+
+    def _env(self) -> dict[str, str]:
+        # Only the scenario's variables reach compose: a stray ZL_* or COMPOSE_* in the caller's
+        # shell must not change what is measured.
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith("ZL_") and k not in ("COMPOSE_FILE", "COMPOSE_PROJECT_NAME")}
+        env.update(self.variables)
+        return env
+
+    def _compose(self, *args: str, timeout_s: float = 300, check: bool = True) -> subprocess.CompletedProcess:
+        cmd = [*compose_command(), "-p", self.project]
+        for f in self.files:
+            cmd += ["-f", str(f)]
+        cmd += list(args)
+        proc = subprocess.run(cmd, cwd=self.root, env=self._env(), capture_output=True, text=True,
+                              timeout=timeout_s)
+        if check and proc.returncode != 0:
+            raise ComposeError(f"`{' '.join(cmd)}` failed ({proc.returncode}):\n"
+                                    f"{(proc.stderr or proc.stdout).strip()[-3000:]}")
+        return proc
+
+    def up(self, timeout_s: float = 120) -> None:
+        """Starts the project and returns once every container is healthy; raises naming the culprit."""
+        deadline = time.monotonic() + timeout_s
+        self._check_images()
+        try:
+            self._compose("up", "-d", "--no-build", "--scale", f"loadgen={self.generators}",
+                          timeout_s=timeout_s)
+        except subprocess.TimeoutExpired:
+            raise ComposeError(f"compose up of {self.project} took more than {timeout_s:g} s; "
+                                    + self._health_report()) from None
+        except ComposeError as exc:
+            # Compose stops at the first dependency that never became healthy: say which and why.
+            raise ComposeError(f"{exc}\n{self._health_report()}") from None
+        self._wait_healthy(deadline, timeout_s)
+
+    def _check_images(self) -> None:
+        tag = self.variables.get("ZL_TAG") or "latest"
+        missing = []
+        for service in SERVICES:
+            repo = self.variables.get(f"ZL_{service.upper()}_IMAGE") or f"zerolab/{service}"
+            try:
+                self.client.images.get(f"{repo}:{tag}")
+            except docker.errors.ImageNotFound:
+                missing.append(f"{repo}:{tag}")
+        if missing:
+            raise ComposeError(f"image(s) {', '.join(missing)} not found: run `make images` first")
+
+    def _wait_healthy(self, deadline: float, timeout_s: float) -> None:
+        expected = {"redis": 1, "server": 1, "loadgen": self.generators}
+        while True:
+            by_service = self.containers()
+            pending = []
+            for service, count in expected.items():
+                found = by_service.get(service, [])
+                if len(found) != count:
+                    pending.append(f"{service}: {len(found)} of {count} containers")
+                for c in found:
+                    state = c.attrs["State"]
+                    health = (state.get("Health") or {}).get("Status")
+                    if state["Status"] in ("exited", "dead") or health == "unhealthy":
+                        raise ComposeError(self._describe_failure(service, c))
+                    if health != "healthy":
+                        pending.append(f"{c.name}: {health or state['Status']}")
+            if not pending:
+                return
+            if time.monotonic() > deadline:
+                raise ComposeError(f"{self.project} not healthy after {timeout_s:g} s: "
+                                        f"{'; '.join(pending)}\n{self._health_report()}")
+            time.sleep(0.5)
+
+    def _describe_failure(self, service: str, c) -> str:
+        state = c.attrs["State"]
+        log = (state.get("Health") or {}).get("Log") or []
+        last = log[-1]["Output"].strip() if log else "no healthcheck ran"
+        try:
+            tail = c.logs(tail=15).decode(errors="replace").strip()
+        except docker.errors.APIError:
+            tail = ""
+        what = (f"exited with code {state.get('ExitCode')}" if state["Status"] in ("exited", "dead")
+                else f"is {(state.get('Health') or {}).get('Status') or state['Status']}")
+        return (f"service {service} ({c.name}) {what}; last healthcheck: {last[-800:]}"
+                + (f"\nits last output:\n{tail}" if tail else ""))
+
+    def _health_report(self) -> str:
+        """Every container that is not healthy, with its last healthcheck and output."""
+        try:
+            lines = [self._describe_failure(service, c)
+                     for service, found in self.containers().items() for c in found
+                     if (c.attrs["State"].get("Health") or {}).get("Status") != "healthy"]
+        except docker.errors.DockerException as exc:
+            return f"(could not inspect the containers: {exc})"
+        return "\n".join(lines) or "(no container of the project is unhealthy)"
+
+    def down(self) -> None:
+        """Removes the project's containers, networks and volumes; safe to call any number of times."""
+        interrupted: Optional[BaseException] = None
+        try:
+            self._compose("down", "-v", "--remove-orphans", "--timeout", "10", timeout_s=180, check=False)
+        except KeyboardInterrupt as exc:  # finish the sweep, then let the interrupt go on
+            interrupted = exc
+        except (subprocess.SubprocessError, OSError, ComposeError):
+            pass
+        self._sweep()
+        if interrupted is not None:
+            raise interrupted
+
+    def _sweep(self) -> None:
+        """Whatever still carries the project's label once compose is done (a killed `up`, say)."""
+        label = {"label": f"{PROJECT_LABEL}={self.project}"}
+        for c in self.client.containers.list(all=True, filters=label):
+            try:
+                c.remove(force=True, v=True)
+            except docker.errors.NotFound:
+                pass
+        for n in self.client.networks.list(filters=label):
+            try:
+                n.remove()
+            except docker.errors.NotFound:
+                pass
+        for v in self.client.volumes.list(filters=label):
+            try:
+                v.remove(force=True)
+            except docker.errors.NotFound:
+                pass
+
+    # -- inspection ------------------------------------------------------------------------------
+    def containers(self) -> dict[str, list]:
+        """The project's containers per service, in replica order."""
+        found = self.client.containers.list(all=True, filters={"label": f"{PROJECT_LABEL}={self.project}"})
+        by_service: dict[str, list] = {}
+        for c in found:
+            by_service.setdefault(c.labels.get(SERVICE_LABEL, "?"), []).append(c)
+        for group in by_service.values():
+            group.sort(key=lambda c: int(c.labels.get(NUMBER_LABEL) or 0))
+        return by_service
+
+    def agent_urls(self) -> list[str]:
+        """http://127.0.0.1:PORT of every load-generator agent, in replica order."""
+        urls = []
+        for c in self.containers().get("loadgen", []):
+            bindings = (c.attrs["NetworkSettings"].get("Ports") or {}).get(f"{AGENT_PORT}/tcp") or []
+            ports = [b["HostPort"] for b in bindings if b.get("HostIp") in ("127.0.0.1", "")]
+            if not ports:
+                raise ComposeError(f"{c.name} has no port {AGENT_PORT} published on 127.0.0.1 "
+                                        "(is compose/publish-agents.yml in use?)")
+            urls.append(f"http://127.0.0.1:{ports[0]}")
+        return urls
+
+    def image_ids(self) -> dict[str, str]:
+        """The image id each service runs (sha256:...)."""
+        return {service: found[0].attrs["Image"] for service, found in self.containers().items() if found}
+
+    def compose_version(self) -> str:
+        """e.g. `docker-compose 1.29.2` or `docker compose 2.27.0`."""
+        cmd = compose_command()
+        out = subprocess.run([*cmd, "version", "--short"], capture_output=True, text=True, timeout=20)
+        return f"{' '.join(cmd)} {out.stdout.strip() or 'unknown'}"
+
+    def describe(self) -> dict:
+        """What the engine knows, for result.json's environment."""
+        info = self.client.info()
+        return {
+            "engine": "compose",
+            "docker_version": self.client.version().get("Version"),
+            "compose_version": self.compose_version(),
+            "images": self.image_ids(),
+            "nodes": [info.get("Name") or platform.node()],
+            "cores": info.get("NCPU"),
+            "constraints": dict(sorted(self.variables.items())),
+        }
