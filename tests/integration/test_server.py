@@ -1,0 +1,326 @@
+"""The same HTTP behaviour from every architecture, against a real redis-server (fixtures in
+conftest.py): static files, the guestbook, bad input, concurrency with exact counts, slow and
+resetting clients, graceful shutdown and a Redis restart."""
+import concurrent.futures
+import os
+import signal
+import socket
+import struct
+import time
+from urllib.parse import urlencode
+
+import pytest
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def exchange(address, request, timeout=10.0):
+    """Send raw bytes, read until the server closes; (status, headers, body)."""
+    with socket.create_connection(address, timeout=timeout) as sock:
+        sock.sendall(request)
+        chunks = []
+        while True:
+            data = sock.recv(65536)
+            if not data:
+                break
+            chunks.append(data)
+    return parse_response(b"".join(chunks))
+
+
+def parse_response(raw):
+    head, _, body = raw.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    version, status, _ = lines[0].split(" ", 2)
+    assert version == "HTTP/1.0"
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    assert int(headers["content-length"]) == len(body)
+    return int(status), headers, body
+
+
+def get(server, path, timeout=10.0):
+    return exchange(server.address, f"GET {path} HTTP/1.1\r\nHost: test\r\n\r\n".encode(), timeout)
+
+
+def post(server, fields, path="/guestbook", timeout=10.0):
+    body = urlencode(fields).encode()
+    return exchange(server.address, b"POST %s HTTP/1.1\r\nHost: test\r\n"
+                    b"Content-Type: application/x-www-form-urlencoded\r\n"
+                    b"Content-Length: %d\r\n\r\n%s" % (path.encode(), len(body), body), timeout)
+
+
+def children_of(pid):
+    """Pids whose parent is `pid`, and whether any of them is a zombie."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if int(fields[1]) == pid:
+            found.append((int(entry), fields[0]))
+    return found
+
+
+def group_members(pgid):
+    members = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                members.append(int(entry))
+    return members
+
+
+# Static files
+
+
+def test_static_files_with_their_content_types(running_server):
+    status, headers, body = get(running_server, "/index.html")
+    assert status == 200
+    assert headers["content-type"] == "text/html; charset=utf-8"
+    assert b"/guestbook" in body
+    assert headers["connection"] == "close"
+    status, headers, body = get(running_server, "/zerolab.png")
+    assert status == 200
+    assert headers["content-type"] == "image/png"
+    assert body.startswith(b"\x89PNG\r\n\x1a\n")
+    status, headers, body = get(running_server, "/docs/notes.txt")
+    assert (status, headers["content-type"], body) == (200, "text/plain; charset=utf-8", b"plain notes\n")
+    status, headers, body = get(running_server, "/big.bin")
+    assert (status, headers["content-type"], len(body)) == (200, "application/octet-stream", 1 << 20)
+
+
+def test_index_for_root_and_folders(running_server):
+    root = get(running_server, "/")
+    assert root[0] == 200 and root[2] == get(running_server, "/index.html")[2]
+    assert get(running_server, "/docs/")[2] == b"<p>docs index</p>\n"
+    assert get(running_server, "/docs")[2] == b"<p>docs index</p>\n"
+    assert get(running_server, "/?query=1")[0] == 200
+
+
+def test_missing_file_is_404(running_server):
+    status, headers, body = get(running_server, "/no-such-file.html")
+    assert status == 404
+    assert headers["content-type"].startswith("text/html")
+    assert b"404" in body
+
+
+@pytest.mark.parametrize("path", [
+    "/../secret.txt", "/%2e%2e/secret.txt", "/%2E%2E/secret.txt", "/docs/../../secret.txt",
+    "/docs/%2e%2e/%2e%2e/secret.txt", "/..%2fsecret.txt", "//etc/passwd", "/leak.txt",
+    "/outside/secret.txt", "/%00", "http://test/../secret.txt",
+])
+def test_paths_that_escape_the_root_are_404(server_factory, path):
+    # One architecture is enough here: path handling is the shared core's.
+    server = server_factory("epoll")
+    status, _, body = get(server, path)
+    assert status in (400, 404)
+    assert b"TOP-SECRET" not in body and b"root:" not in body
+
+
+def test_path_escapes_in_every_architecture(running_server):
+    for path in ("/../secret.txt", "/%2e%2e/secret.txt", "/leak.txt", "/outside/secret.txt"):
+        status, _, body = get(running_server, path)
+        assert status == 404 and b"TOP-SECRET" not in body, path
+
+
+# The guestbook
+
+
+def test_guestbook_renders_remarks_and_counts_the_visit(running_server, redis_server):
+    r = redis_server.client()
+    r.rpush("guestbook_remarks", "first <b>bold</b> & co - Ada", "second - Bob")
+    r.set("visitor_count", 38376)
+    status, headers, body = get(running_server, "/guestbook")
+    assert status == 200
+    assert headers["content-type"] == "text/html; charset=utf-8"
+    assert b"38,377" in body
+    assert b'<p class="guest-entry">first &lt;b&gt;bold&lt;/b&gt; &amp; co - Ada</p>' in body
+    assert b'<p class="guest-entry">second - Bob</p>' in body
+    assert b"$GUEST_REMARKS$" not in body and b"$VISITOR_COUNT$" not in body
+    assert b'action="/guestbook"' in body
+    assert int(r.get("visitor_count")) == 38377
+
+
+def test_post_stores_the_remark(running_server, redis_server):
+    status, _, body = post(running_server, {"guest-remarks": "Nice & fast é", "guest-name": "Zoë"})
+    assert status == 200
+    assert b"Thank you" in body
+    r = redis_server.client()
+    assert r.lrange("guestbook_remarks", 0, -1) == ["Nice & fast é - Zoë".encode()]
+    assert b"Nice &amp; fast \xc3\xa9 - Zo\xc3\xab" in get(running_server, "/guestbook")[2]
+
+
+@pytest.mark.parametrize("fields, missing", [
+    ({"guest-name": "Ada"}, "guest-remarks"),
+    ({"guest-remarks": "hello"}, "guest-name"),
+    ({"guest-remarks": "   ", "guest-name": "Ada"}, "guest-remarks"),
+    ({"guest-remarks": "hello", "guest-name": ""}, "guest-name"),
+])
+def test_post_with_a_missing_or_empty_field_is_400(server_factory, redis_server, fields, missing):
+    server = server_factory("poll")
+    status, _, body = post(server, fields)
+    assert status == 400
+    assert missing.encode() in body
+    assert redis_server.client().llen("guestbook_remarks") == 0
+
+
+def test_post_with_no_fields_is_400_in_every_architecture(running_server, redis_server):
+    status, _, body = post(running_server, {})
+    assert status == 400
+    assert b"guest-remarks" in body and b"guest-name" in body
+    assert redis_server.client().llen("guestbook_remarks") == 0
+
+
+# Bad input
+
+
+def test_bad_requests(running_server):
+    address = running_server.address
+    assert exchange(address, b"GARBAGE\r\n\r\n")[0] == 400
+    assert exchange(address, b"GET / HTTP/1.1\r\nBad Header Without Colon\r\n\r\n")[0] == 400
+    assert exchange(address, b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: nope\r\n\r\n")[0] == 400
+    status, _, body = exchange(address, b"GET / HTTP/1.1\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n")
+    assert status == 431 and b"431" in body
+    big = b"guest-remarks=" + b"a" * 70000 + b"&guest-name=x"
+    status, _, body = exchange(address, b"POST /guestbook HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                               b"application/x-www-form-urlencoded\r\nContent-Length: %d\r\n\r\n%s"
+                               % (len(big), big))
+    assert status == 413 and b"413" in body
+    for method in (b"PUT", b"DELETE", b"HEAD", b"OPTIONS"):
+        status, _, body = exchange(address, method + b" /guestbook HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert status == 501, method
+    # Still serving after all that.
+    assert get(running_server, "/guestbook")[0] == 200
+
+
+# Concurrency
+
+
+def test_concurrent_requests_are_all_counted(running_server, redis_server):
+    gets, posts = 60, 30
+
+    def one_get(_):
+        return get(running_server, "/guestbook", timeout=20)[0]
+
+    def one_post(i):
+        return post(running_server, {"guest-remarks": f"remark {i}", "guest-name": "load"},
+                    timeout=20)[0]
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=30) as pool:
+        statuses = list(pool.map(one_get, range(gets)))
+        statuses += list(pool.map(one_post, range(posts)))
+    assert statuses == [200] * (gets + posts)
+    r = redis_server.client()
+    assert int(r.get("visitor_count")) == gets
+    remarks = r.lrange("guestbook_remarks", 0, -1)
+    assert sorted(remarks) == sorted(f"remark {i} - load".encode() for i in range(posts))
+    # No zombie left behind by the process architectures.
+    deadline = time.monotonic() + 3
+    while any(state == "Z" for _, state in children_of(running_server.pid)):
+        assert time.monotonic() < deadline, "zombie children"
+        time.sleep(0.05)
+
+
+# Faults
+
+
+def test_silent_and_slow_clients_are_dropped(running_server):
+    """--read-timeout is 1 s: a client that sends nothing, or dribbles, is closed around then,
+    and the others are still answered."""
+    silent = socket.create_connection(running_server.address, timeout=10)
+    slow = socket.create_connection(running_server.address, timeout=10)
+    started = time.monotonic()
+    slow.sendall(b"GET /guest")
+    assert get(running_server, "/index.html", timeout=10)[0] == 200
+    for sock in (silent, slow):
+        try:
+            while True:
+                data = sock.recv(4096)
+                if not data:
+                    break
+                assert not data.startswith(b"HTTP/1.0 200")
+                sock.sendall(b"x")  # the slow one keeps dribbling
+        except OSError:
+            pass
+        elapsed = time.monotonic() - started
+        sock.close()
+        assert 0.5 < elapsed < 5, elapsed
+    assert get(running_server, "/guestbook")[0] == 200
+
+
+def test_client_reset_mid_response_does_not_hurt_the_worker(running_server):
+    for path in ("/big.bin", "/guestbook"):
+        for _ in range(5):
+            sock = socket.create_connection(running_server.address, timeout=10)
+            sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            sock.recv(100)
+            # Linger 0: close() sends a reset instead of a FIN.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            sock.close()
+    for _ in range(10):
+        assert get(running_server, "/guestbook")[0] == 200
+    assert get(running_server, "/big.bin")[0] == 200
+    time.sleep(0.2)
+    assert "Traceback" not in running_server.output()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_signal_stops_everything_within_5_seconds(server_factory, arch, signum):
+    server = server_factory(arch, workers=None)  # the default worker count (100)
+    assert get(server, "/guestbook")[0] == 200
+    # An idle connection in flight must not hold the shutdown.
+    idle = socket.create_connection(server.address, timeout=10)
+    if arch == "preforked":
+        deadline = time.monotonic() + 10
+        while len(children_of(server.pid)) < 100:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    started = time.monotonic()
+    os.kill(server.pid, signum)
+    assert server.proc.wait(timeout=5) == 0
+    assert time.monotonic() - started < 5
+    idle.close()
+    assert children_of(server.pid) == []
+    deadline = time.monotonic() + 2
+    while group_members(server.pid):
+        assert time.monotonic() < deadline, f"left behind: {group_members(server.pid)}"
+        time.sleep(0.05)
+    assert "Traceback" not in server.output()
+
+
+def test_redis_restart_gives_503_then_recovers(running_server, redis_server):
+    assert get(running_server, "/guestbook")[0] == 200
+    redis_server.stop()
+    status, _, body = get(running_server, "/guestbook")
+    assert status == 503 and b"unavailable" in body
+    assert get(running_server, "/index.html")[0] == 200
+    redis_server.start()
+    deadline = time.monotonic() + 10
+    while True:
+        status = get(running_server, "/guestbook")[0]
+        if status == 200:
+            break
+        assert status == 503
+        assert time.monotonic() < deadline, "no recovery after Redis came back"
+        time.sleep(0.1)
+    assert int(redis_server.client().get("visitor_count")) >= 1
+    assert "Traceback" not in running_server.output()
+
+
+def test_default_root_serves_the_package_assets(server_factory):
+    server = server_factory("epoll", root=None)
+    assert get(server, "/")[0] == 200
+    assert get(server, "/zerolab.png")[1]["content-type"] == "image/png"
+    assert len(get(server, "/guestbook")[2]) > 2000
