@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--results", type=Path, default=RESULTS_ROOT)
     p.add_argument("--accept-weaker-cpu-limits", action="store_true",
                    help="on Swarm, run a scenario with cpusets as CPU-count limits")
-    p.add_argument("--duration", type=float, help="override load.duration_s (a short version of a scenario)")
+    p.add_argument("--duration", type=int, help="override load.duration_s (a short version of a scenario)")
 
     p = sub.add_parser("validate", help="check scenario files without running anything")
     p.add_argument("names", nargs="*", help="default: every scenario")
@@ -108,7 +108,7 @@ def cmd_scenario(args) -> int:
     scenario = load_scenario(args.name)
     if args.duration:
         load = scenario.load.model_copy(update={"duration_s": args.duration,
-                                                "warmup_s": min(scenario.load.warmup_s, args.duration / 5)})
+                                                "warmup_s": min(scenario.load.warmup_s, args.duration // 5)})
         scenario = scenario.model_copy(update={"load": load})
     if args.accept_weaker_cpu_limits:
         scenario = scenario.model_copy(update={"accept_weaker_cpu_limits": True})

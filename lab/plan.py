@@ -23,9 +23,9 @@ class RunPlan:
     tool: str
     mode: str
     threads: int
-    duration_s: float
-    warmup_s: float
-    timeout_s: float
+    duration_s: int
+    warmup_s: int
+    timeout_s: int
     mix: dict[str, float]
     static_path: str
     generators: int

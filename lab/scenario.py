@@ -106,9 +106,10 @@ class Load(Strict):
     connections: int = Field(20, ge=1, le=100_000)
     rate: Optional[int] = Field(None, ge=1, description="total requests/second, open mode only")
     threads: int = Field(2, ge=1, le=64)
-    duration_s: float = Field(10, gt=0, le=3600)
-    warmup_s: float = Field(2, ge=0, le=600)
-    timeout_s: float = Field(5, gt=0, le=120)
+    # Whole seconds: wrk reads `-d 1.5s` as an error.
+    duration_s: int = Field(10, gt=0, le=3600)
+    warmup_s: int = Field(2, ge=0, le=600)
+    timeout_s: int = Field(5, gt=0, le=120)
     mix: Mix = Mix()
     static_path: str = "/index.html"
 
@@ -324,6 +325,12 @@ def check_consistency(s: Scenario, host_cpus: Optional[set[int]] = None) -> list
         if connections < load.threads:
             problems.append(f"load.threads: {load.threads} threads need at least as many connections "
                             f"(got {connections}); lower load.threads")
+            break
+        kinds = sum(1 for w in load.mix.model_dump().values() if w > 0)
+        if load.tool == "oha" and connections < s.generators * kinds:
+            problems.append(f"load.connections: oha runs one process per request kind, so {kinds} kinds "
+                            f"over {s.generators} generator(s) need at least {s.generators * kinds} "
+                            f"connections (got {connections})")
             break
         if connections < s.generators * load.threads and load.tool != "oha":
             problems.append(f"generators: {s.generators} generators x {load.threads} threads need at least "

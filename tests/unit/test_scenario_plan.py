@@ -187,3 +187,14 @@ def test_results_are_atomic_resumable_and_indexed(tmp_path):
     again = ResultStore.resumable(tmp_path, "t", digest)
     assert again is not None and again.dir == store.dir and again.pending() == [runs[1].id]
     assert ResultStore.resumable(tmp_path, "t", "other-digest") is None
+
+
+def test_durations_are_whole_seconds():
+    [p] = problems({"load": {"duration_s": 1.5}})
+    assert p.startswith("load.duration_s:") and "integer" in p
+
+
+def test_oha_needs_a_connection_per_request_kind():
+    [p] = problems({"load": {"tool": "oha", "connections": 2, "threads": 1,
+                             "mix": {"guestbook_get": 1, "guestbook_post": 1, "static": 1}}})
+    assert "oha runs one process per request kind" in p
