@@ -6,7 +6,6 @@ import os
 import signal
 import socket
 import sys
-import threading
 import time
 import traceback
 
@@ -186,6 +185,8 @@ def accept(sock):
 def join_threads(grace=2.0):
     """Give in-flight threads a moment to finish; daemon threads still running after it are
     dropped when the process exits."""
+    import threading  # not at the top: a forked child would pay its after-fork hook
+
     deadline = time.monotonic() + grace
     for thread in threading.enumerate():
         if thread is threading.current_thread() or not thread.daemon:

@@ -7,7 +7,7 @@ import signal
 from server.app import App
 from server.redis_link import RedisConnection
 from server.runtime import (ServerStop, accept, announce, die_with_parent, listen, reap,
-                            reset_child_signals, serve_connection, stop_children, stop_on_signals)
+                            serve_connection, stop_children, stop_on_signals)
 
 
 def run(config):
@@ -45,8 +45,10 @@ def run(config):
 
 
 def _child(listening, client, app, config):
+    # Signal handlers stay as inherited, to spare every child the syscalls: SIGTERM/SIGINT
+    # raise ServerStop here too, which ends in the os._exit below; SIGCHLD never comes, as the
+    # child has no children.
     try:
-        reset_child_signals()
         die_with_parent()
         gc.disable()
         listening.close()
