@@ -220,9 +220,9 @@ stage() {
             ;;
         loadgen)
             cp -a "$WHEELHOUSE/loadgen" "$ctx/wheels"
-            mkdir -p "$ctx/bin"
-            cp -a "$OHA_ROOT/bin/oha" "$ctx/bin/oha"
-            [[ -n "$WRK2" ]] && cp -p "$WRK2" "$ctx/bin/wrk2"
+            mkdir -p "$ctx/oha" "$ctx/wrk2"
+            cp -a "$OHA_ROOT/bin/oha" "$ctx/oha/oha"
+            if [[ -n "$WRK2" ]]; then cp -p "$WRK2" "$ctx/wrk2/wrk2"; fi
             copy_package "$ROOT/loadgen" "$ctx/loadgen"
             ;;
     esac

@@ -1,5 +1,5 @@
-# A load generator: Debian's wrk, oha built on the host (bin/oha in the build context), wrk2 when
-# the user supplied one (bin/wrk2), and the loadgen/ package whose agent the controller drives
+# A load generator: Debian's wrk, oha built on the host (oha/oha in the build context), wrk2 when
+# the user supplied one (wrk2/wrk2), and the loadgen/ package whose agent the controller drives
 # over HTTP. Python dependencies come from the host-built wheelhouse only.
 ARG BASE_IMAGE=debian:bookworm-slim
 FROM ${BASE_IMAGE}
@@ -19,7 +19,9 @@ ENV PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/
     PYTHONUNBUFFERED=1 \
     LANG=C.UTF-8
 
-COPY bin/ /usr/local/bin/
+COPY oha/ /usr/local/bin/
+# Empty unless WRK2 was given to build-images.sh; after oha so that adding it keeps oha's layer.
+COPY wrk2/ /usr/local/bin/
 # Fail the build, not a run, when a binary built elsewhere does not work on this base.
 RUN oha --version | grep -q '^oha ' \
  && if [ -e /usr/local/bin/wrk2 ]; then \
