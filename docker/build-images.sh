@@ -31,6 +31,10 @@ PIP_TARGET=(--only-binary=:all: --implementation cp --python-version 3.11.2 --ab
             --platform manylinux_2_17_x86_64 --platform manylinux1_x86_64 --platform any)
 
 STARTED=$SECONDS
+# Turn signals into an ordinary exit so that EXIT traps (removing a half-built root file
+# system) run on Ctrl-C too.
+trap 'exit 130' INT
+trap 'exit 143' TERM
 step() { printf '==> %s\n' "$*"; }
 info() { printf '    %s\n' "$*"; }
 warn() { printf '    warning: %s\n' "$*" >&2; }
@@ -163,7 +167,7 @@ build_oha() {
     flock 9
     if [[ ! -x "$bin" ]]; then
         # Another cargo may already be writing there (a build started by hand, say): wait for it.
-        while pgrep -f "cargo install oha.*--root $OHA_ROOT" >/dev/null 2>&1; do
+        while pgrep -f "cargo install oha .*oha-$OHA_VERSION" >/dev/null 2>&1; do
             info "oha: waiting for the running cargo build into build/oha-$OHA_VERSION"
             sleep 10
         done
@@ -270,6 +274,9 @@ main() {
     build_image redis
     build_image server
     build_image loadgen
+    # Each build with a new revision label leaves the previous image untagged: drop those (ours
+    # only, and never one a container still uses). The layer cache stays.
+    docker image prune -f --filter "label=org.opencontainers.image.source=zerolab" >/dev/null 2>&1 || true
     step "done in $((SECONDS - STARTED)) s"
 }
 
