@@ -224,7 +224,8 @@ def main(argv=None):
         if shutil.which(tool) is None:
             parser.error(f"{tool} is not installed")
 
-    console = Console()
+    # Wide enough for the whole table when the output goes to a file or a pipe.
+    console = Console(width=None if sys.stdout.isatty() else 150)
     nofile = raise_nofile()
     console.print(f"nofile {nofile}, server+redis on CPU {args.server_cpu}, wrk on CPU {args.wrk_cpu}, "
                   f"{args.duration}s per run")

@@ -43,6 +43,18 @@ def listen(config):
     return sock
 
 
+def raise_nofile_limit():
+    """Up to the hard limit: a thousand concurrent clients need more than the usual 1,024."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):
+            pass
+
+
 def announce(sock, config):
     print(f"listening on {config.host}:{sock.getsockname()[1]} arch={config.arch}", flush=True)
 
@@ -194,4 +206,7 @@ def join_threads(grace=2.0):
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             break
-        thread.join(remaining)
+        try:
+            thread.join(remaining)
+        except RuntimeError:  # the stop signal interrupted its start()
+            pass

@@ -14,6 +14,7 @@ def run(config):
     app = App(config.root)
     sock = listen(config)
     children = set()
+    parent = os.getpid()
     # Reap as soon as a child exits, so no zombie waits for the next connection.
     signal.signal(signal.SIGCHLD, lambda signum, frame: reap(children))
     stop_on_signals()
@@ -41,7 +42,8 @@ def run(config):
         pass
     finally:
         sock.close()
-        stop_children(children)
+        if os.getpid() == parent:  # not a child that a signal caught right after the fork
+            stop_children(children)
 
 
 def _child(listening, client, app, config):
