@@ -49,14 +49,23 @@ class SwarmEnvironment:
         self.down()
 
     def stack_variables(self) -> dict[str, str]:
+        """CPU sets as Swarm can have them: each task may use as many CPUs as its set holds, and
+        tasks that share a set share its reservation (server and Redis on one core reserve half
+        a core each), so reservations never exceed what the sets hold."""
         v = dict(self.variables)
         v["ZL_GENERATORS"] = str(self.generators)
+        tasks = {"redis": 1, "server": 1, "loadgen": self.generators}
+        sharing: dict[str, int] = {}
         for service in SERVICES:
             cpuset = v.get(f"ZL_{service.upper()}_CPUSET")
             if cpuset:
-                n = str(len(parse_cpuset(cpuset)))
-                v[f"ZL_{service.upper()}_CPUS"] = n
-                v[f"ZL_{service.upper()}_CPUS_RESERVED"] = n
+                sharing[cpuset] = sharing.get(cpuset, 0) + tasks[service]
+        for service in SERVICES:
+            cpuset = v.get(f"ZL_{service.upper()}_CPUSET")
+            if cpuset:
+                n = len(parse_cpuset(cpuset))
+                v[f"ZL_{service.upper()}_CPUS"] = str(n)
+                v[f"ZL_{service.upper()}_CPUS_RESERVED"] = f"{int(n / sharing[cpuset] * 100) / 100:g}"
         return v
 
     def up(self, timeout_s: float = 180) -> None:
@@ -124,8 +133,8 @@ class SwarmEnvironment:
         names = {n["id"]: n["hostname"] for n in nodes}
         placement = {s: sorted(names.get(t["NodeID"], t["NodeID"]) for t in self._tasks(s)) for s in SERVICES}
         v = self.stack_variables()
-        enforced = [f"{s}: at most {v[f'ZL_{s.upper()}_CPUS']} CPU(s) (deploy.resources limit and reservation)"
-                    for s in SERVICES if f"ZL_{s.upper()}_CPUS" in v]
+        enforced = [f"{s}: at most {v[f'ZL_{s.upper()}_CPUS']} CPU(s), {v[f'ZL_{s.upper()}_CPUS_RESERVED']} "
+                    "reserved per task (deploy.resources)" for s in SERVICES if f"ZL_{s.upper()}_CPUS" in v]
         enforced += [f"{s}: memory {v[f'ZL_{s.upper()}_MEM']}" for s in SERVICES if f"ZL_{s.upper()}_MEM" in v]
         enforced += ["sysctls: somaxconn, ip_local_port_range, tcp_tw_reuse"]
         not_enforced = [f"{s}: cpuset {v[f'ZL_{s.upper()}_CPUSET']} (Swarm cannot pin CPUs)"
@@ -167,6 +176,7 @@ class SwarmEnvironment:
         """Swarm holds a task in 'starting' until its healthcheck passes, then 'running'."""
         want = {"redis": 1, "server": 1, "loadgen": self.generators}
         deadline = time.monotonic() + timeout_s
+        pending_since: float | None = None
         while True:
             states = {s: [t["Status"]["State"] for t in self._tasks(s)] for s in SERVICES}
             if all(states[s].count("running") >= n for s, n in want.items()):
@@ -176,6 +186,14 @@ class SwarmEnvironment:
             if failed:
                 s, t = failed[0]
                 raise RuntimeError(f"{s} task {t['Status']['State']}: {t['Status'].get('Err') or t['Status'].get('Message')}")
+            # A task the scheduler cannot place says why (no node with the label, not enough
+            # CPUs or memory); waiting longer will not change that.
+            unplaced = [(s, t) for s in SERVICES for t in self._tasks(s)
+                        if t["Status"]["State"] == "pending" and t["Status"].get("Err")]
+            pending_since = (pending_since or time.monotonic()) if unplaced else None
+            if unplaced and time.monotonic() - pending_since > 15:
+                s, t = unplaced[0]
+                raise RuntimeError(f"{s} task cannot be placed: {t['Status']['Err']}")
             if time.monotonic() > deadline:
                 raise RuntimeError(f"stack {self.project} not ready after {timeout_s:g} s: {states}")
             time.sleep(1)

@@ -198,3 +198,15 @@ def test_oha_needs_a_connection_per_request_kind():
     [p] = problems({"load": {"tool": "oha", "connections": 2, "threads": 1,
                              "mix": {"guestbook_get": 1, "guestbook_post": 1, "static": 1}}})
     assert "oha runs one process per request kind" in p
+
+
+def test_swarm_reservations_never_exceed_the_cpu_sets():
+    from lab.environment.swarm import SwarmEnvironment
+
+    env = SwarmEnvironment.__new__(SwarmEnvironment)  # no Docker needed for the arithmetic
+    env.variables = {"ZL_SERVER_CPUSET": "0", "ZL_REDIS_CPUSET": "0", "ZL_LOADGEN_CPUSET": "1"}
+    env.generators = 2
+    v = env.stack_variables()
+    assert v["ZL_SERVER_CPUS"] == v["ZL_REDIS_CPUS"] == v["ZL_LOADGEN_CPUS"] == "1"
+    assert v["ZL_SERVER_CPUS_RESERVED"] == v["ZL_REDIS_CPUS_RESERVED"] == "0.5"
+    assert v["ZL_LOADGEN_CPUS_RESERVED"] == "0.5" and v["ZL_GENERATORS"] == "2"
