@@ -8,6 +8,9 @@ from server.timeouts import set_read_timeout, set_write_timeout
 
 CONNECT_TIMEOUT = 1.0
 IO_TIMEOUT = 2.0
+# Replies larger than this take several reads; a larger buffer costs every call a bigger
+# allocation (pages a forked child then touches for nothing).
+REPLY_RECV_SIZE = 8192
 
 
 class RedisUnavailable(Exception):
@@ -34,7 +37,7 @@ class RedisConnection:
             while len(replies) < count:
                 reply = reader.gets()
                 if reply is False:
-                    data = sock.recv(65536)
+                    data = sock.recv(REPLY_RECV_SIZE)
                     if not data:
                         raise ConnectionError("redis closed the connection")
                     reader.feed(data)

@@ -13,7 +13,9 @@ from server.protocol import CLOSE
 from server.redis_link import RedisUnavailable
 from server.timeouts import set_read_timeout, set_write_timeout
 
-RECV_SIZE = 65536
+# Enough for any request head the protocol accepts (HEAD_LIMIT) in one read; bodies take a few.
+# Larger buffers cost every read a bigger allocation, which a forked child pays in pages.
+RECV_SIZE = 8192
 LINGER_SECONDS = 1.0
 LINGER_BYTES = 1 << 20
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -119,15 +121,28 @@ def linger(sock):
 _PR_SET_PDEATHSIG = 1
 try:
     _libc = ctypes.CDLL(None, use_errno=True)
-except OSError:
-    _libc = None
+    # Looked up once here: a CDLL attribute is created on first access, which every forked
+    # child would otherwise repeat (and pay in copied pages).
+    _prctl = _libc.prctl
+except (OSError, AttributeError):
+    _libc = _prctl = None
 
 
 def die_with_parent():
     """Ask the kernel to SIGKILL this process if its parent dies, so no child outlives a
     server that was killed without a chance to stop them."""
+    if _prctl is not None:
+        _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+def trim_heap():
+    """Give the C heap's free memory back to the system: fewer pages for each fork to copy
+    and each child's exit to tear down."""
     if _libc is not None:
-        _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        try:
+            _libc.malloc_trim(0)
+        except AttributeError:  # not glibc
+            pass
 
 
 def reset_child_signals():
@@ -180,8 +195,20 @@ def _kill(pid, sig):
 def accept(sock):
     """accept() that survives what a busy or shutting-down listener throws (EMFILE, aborted
     handshakes): None means nothing was accepted this time."""
+    accepted = _accept(sock.accept)
+    return None if accepted is None else accepted[0]
+
+
+def accept_fd(sock):
+    """accept() for a process that only hands the connection over (the forking parent): the
+    bare descriptor, without building a socket object around it; None as for accept()."""
+    accepted = _accept(sock._accept)
+    return None if accepted is None else accepted[0]
+
+
+def _accept(method):
     try:
-        return sock.accept()[0]
+        return method()
     except (BlockingIOError, InterruptedError, ConnectionAbortedError):
         return None
     except OSError as error:
