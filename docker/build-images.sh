@@ -23,7 +23,8 @@ PULL_TIMEOUT="${PULL_TIMEOUT:-20}"
 DEFAULT_BASE="debian:bookworm-slim"
 LOCAL_BASE="zerolab/debian-base:bookworm"
 OHA_VERSION="1.16.0"
-OHA_ROOT="$BUILD/oha-$OHA_VERSION"
+# Outside the work tree, so fresh clones on the same machine reuse the ten-minute build.
+OHA_ROOT="${ZL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/zerolab}/oha-$OHA_VERSION"
 WHEELHOUSE="$BUILD/wheelhouse"
 # Bookworm's python3 is 3.11.2: wheels are chosen for that interpreter, not the host's.
 PIP_TARGET=(--only-binary=:all: --implementation cp --python-version 3.11.2 --abi cp311
@@ -168,12 +169,12 @@ build_oha() {
     if [[ ! -x "$bin" ]]; then
         # Another cargo may already be writing there (a build started by hand, say): wait for it.
         while pgrep -f "cargo install oha .*oha-$OHA_VERSION" >/dev/null 2>&1; do
-            info "oha: waiting for the running cargo build into build/oha-$OHA_VERSION"
+            info "oha: waiting for the running cargo build into $OHA_ROOT"
             sleep 10
         done
     fi
     if [[ ! -x "$bin" ]]; then
-        command -v cargo >/dev/null || die "oha $OHA_VERSION is missing and cargo is not installed: install Rust (rustup.rs), or put an oha $OHA_VERSION binary at build/oha-$OHA_VERSION/bin/oha"
+        command -v cargo >/dev/null || die "oha $OHA_VERSION is missing and cargo is not installed: install Rust (rustup.rs), or put an oha $OHA_VERSION binary at $OHA_ROOT/bin/oha"
         info "oha: cargo install oha --version $OHA_VERSION --locked (several minutes; log: build/logs/oha.log)"
         if ! cargo install oha --version "$OHA_VERSION" --locked --root "$OHA_ROOT" >"$LOGS/oha.log" 2>&1; then
             tail -n 20 "$LOGS/oha.log" >&2
@@ -182,8 +183,8 @@ build_oha() {
     fi
     exec 9>&-
     "$bin" --version 2>/dev/null | grep -q "^oha $OHA_VERSION" \
-        || die "build/oha-$OHA_VERSION/bin/oha does not say 'oha $OHA_VERSION'; remove build/oha-$OHA_VERSION and rerun"
-    info "oha $OHA_VERSION: build/oha-$OHA_VERSION/bin/oha"
+        || die "$OHA_ROOT/bin/oha does not say 'oha $OHA_VERSION'; remove $OHA_ROOT and rerun"
+    info "oha $OHA_VERSION: $OHA_ROOT/bin/oha"
 }
 
 check_wrk2() {

@@ -19,7 +19,8 @@ from loadgen.parse import parse_output
 from loadgen.spec import LoadSpec
 
 ROOT = Path(__file__).resolve().parents[2]
-OHA_BUILD = ROOT / "build" / "oha-1.16.0" / "bin" / "oha"
+OHA_BUILD = (Path(os.environ.get("ZL_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "zerolab")
+             / "oha-1.16.0" / "bin" / "oha")
 ARCH = "threaded"  # any architecture serves the same app; this one starts fastest
 MIX = {"guestbook_get": 3, "guestbook_post": 1, "static": 1}
 
