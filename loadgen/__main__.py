@@ -7,8 +7,12 @@ from .parse import ParseError, parse_output
 
 
 def _parse(args):
-    with open(args.file, encoding="utf-8", errors="replace") as f:
-        text = f.read()
+    try:
+        with open(args.file, encoding="utf-8", errors="replace") as f:
+            text = f.read()
+    except OSError as exc:
+        print(f"{args.file}: cannot read: {exc.strerror}", file=sys.stderr)
+        return 2
     try:
         result = parse_output(text, args.tool)
     except ParseError as exc:

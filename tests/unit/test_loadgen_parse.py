@@ -226,3 +226,11 @@ def test_cli_fails_with_the_tools_message():
                          cwd=ROOT, capture_output=True, text=True, timeout=30)
     assert out.returncode != 0
     assert "Connection refused" in out.stderr and out.stdout == ""
+
+
+def test_cli_names_a_file_it_cannot_read(tmp_path):
+    missing = tmp_path / "no-such-output.txt"
+    out = subprocess.run([sys.executable, "-m", "loadgen", "parse", str(missing)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=30)
+    assert out.returncode == 2
+    assert str(missing) in out.stderr and "Traceback" not in out.stderr
