@@ -161,6 +161,11 @@ def test_count_check_allows_one_request_in_flight_per_connection():
     assert judge(**base, guestbook_sent=1000, visitor_count_delta=980)["valid"]
     assert not judge(**base, guestbook_sent=1000, visitor_count_delta=979)["valid"]
     assert not judge(**base, guestbook_sent=1000, visitor_count_delta=1001)["valid"]
+    # Requests answered with an error (a 503 without Redis) never raised the counter.
+    errs = base | {"requests": 10_000, "errors": {"non_2xx_3xx": 50}}
+    assert judge(**errs, guestbook_sent=1000, visitor_count_delta=930)["valid"]
+    assert any("count mismatch" in r for r in
+               judge(**errs, guestbook_sent=1000, visitor_count_delta=929)["reasons"])
 
 
 # ------------------------------------------------------------------ results
