@@ -115,7 +115,7 @@ def execute_run(store: ResultStore, run: RunPlan, make_environment: EnvironmentF
             progress.phase(f"warming up {run.warmup_s:g} s")
             _load(agents, f"{run.id}-warmup", warmup, run, progress=None)
 
-        before = agents[0].counters(REDIS_HOST, REDIS_PORT)
+        before = settled_counters(agents[0])
         sampler = StatsSampler(env.containers(), run.id).start()
         try:
             progress.phase("measuring")
@@ -124,7 +124,7 @@ def execute_run(store: ResultStore, run: RunPlan, make_environment: EnvironmentF
                                 elapsed, run.duration_s, _rate_so_far(agents[0], before, elapsed, run)))
         finally:
             stats = sampler.stop()
-        after = agents[0].counters(REDIS_HOST, REDIS_PORT)
+        after = settled_counters(agents[0])
         fields = summarise(run, results, stats, before, after, verification, env)
         return RunOutcome(fields, stats)
     except KeyboardInterrupt:
@@ -181,6 +181,21 @@ def _load(agents: list[AgentClient], run_id: str, spec: dict, run: RunPlan,
     return [done[i] for i in range(len(agents))]
 
 
+def settled_counters(agent: AgentClient, quiet_s: float = 0.5, limit_s: float = 15.0) -> dict:
+    """Redis counters once they stop moving: requests the server had already read when the
+    generators stopped (thousands, at high concurrency) are still being served, and would be
+    counted in the next window."""
+    deadline = time.monotonic() + limit_s
+    last = agent.counters(REDIS_HOST, REDIS_PORT)
+    while time.monotonic() < deadline:
+        time.sleep(quiet_s)
+        now = agent.counters(REDIS_HOST, REDIS_PORT)
+        if now == last:
+            return now
+        last = now
+    return last
+
+
 def _stop_all(agents: list[AgentClient], run_id: str) -> None:
     for agent in agents:
         try:
@@ -223,7 +238,7 @@ def summarise(run: RunPlan, generators: list[dict], stats: list[dict], before: d
     validity = judge(mode=run.mode, rate=run.rate, connections=run.connections,
                      requests=merged["requests"], errors=errors,
                      requests_per_sec=merged["requests_per_sec"], generator_cpu=cpu,
-                     guestbook_sent=sent, visitor_count_delta=delta)
+                     guestbook_sent=sent, visitor_count_delta=delta, warmed_up=run.warmup_s > 0)
     return {
         "status": "complete", "error": None,
         "requests_per_sec": merged["requests_per_sec"], "requests": merged["requests"],
