@@ -64,7 +64,8 @@ def project_name(scenario: str, result_id: str, run: RunPlan) -> str:
 def run_plan(store: ResultStore, runs: list[RunPlan], make_environment: EnvironmentFactory,
              progress: Progress) -> str:
     """Runs every pending run of `runs` into `store`; returns the result's final status."""
-    todo = [r for r in runs if r.id in set(store.pending())]
+    pending = set(store.pending())
+    todo = [r for r in runs if r.id in pending]
     progress.begin(total=len(runs), done=len(runs) - len(todo), result_dir=store.dir)
     status = "complete"
     with sigterm_as_interrupt():
@@ -94,6 +95,7 @@ def execute_run(store: ResultStore, run: RunPlan, make_environment: EnvironmentF
     env = make_environment(run, project)
     progress.run_started(run, phase="starting environment")
     agents: list[AgentClient] = []
+    verification = None
     try:
         env.up()
         _note_environment(store, env)
@@ -136,7 +138,7 @@ def execute_run(store: ResultStore, run: RunPlan, make_environment: EnvironmentF
         reason = str(exc) if isinstance(exc, RunFailed) else f"{type(exc).__name__}: {exc}"
         return RunOutcome({
             "status": "failed", "error": reason,
-            "verification": locals().get("verification"),
+            "verification": verification,
             "validity": {"valid": False, "reasons": [reason]},
         })
     finally:
