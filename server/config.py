@@ -1,22 +1,37 @@
 """The command line, shared by every architecture."""
 import argparse
-import dataclasses
 
 ARCHITECTURES = ("iterative", "forking", "preforked", "threaded", "prethreaded", "poll", "epoll")
 
 
-@dataclasses.dataclass
 class Config:
-    arch: str
-    host: str = "0.0.0.0"
-    port: int = 8000
-    redis_host: str = "127.0.0.1"
-    redis_port: int = 6379
-    workers: int = 100
-    backlog: int = 10
-    root: str = ""
-    read_timeout: float = 5.0
-    edge_triggered: bool = False
+    """The parsed options. A plain class, not a dataclass: dataclasses imports inspect (and
+    with it ast, dis, tokenize), over a megabyte that every forked child would carry."""
+
+    __slots__ = ("arch", "host", "port", "redis_host", "redis_port", "workers", "backlog", "root",
+                 "read_timeout", "edge_triggered")
+
+    def __init__(self, arch, host="0.0.0.0", port=8000, redis_host="127.0.0.1", redis_port=6379,
+                 workers=100, backlog=10, root="", read_timeout=5.0, edge_triggered=False):
+        self.arch = arch
+        self.host = host
+        self.port = port
+        self.redis_host = redis_host
+        self.redis_port = redis_port
+        self.workers = workers
+        self.backlog = backlog
+        self.root = root
+        self.read_timeout = read_timeout
+        self.edge_triggered = edge_triggered
+
+    def __repr__(self):
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
+        return f"Config({fields})"
+
+    def __eq__(self, other):
+        if other.__class__ is not Config:
+            return NotImplemented
+        return all(getattr(self, name) == getattr(other, name) for name in self.__slots__)
 
 
 def parse_args(argv=None):
@@ -45,4 +60,5 @@ def parse_args(argv=None):
         parser.error("--workers must be at least 1")
     if args.read_timeout <= 0:
         parser.error("--read-timeout must be positive")
-    return Config(**vars(args))
+    config = Config(**vars(args))
+    return config
