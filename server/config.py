@@ -60,5 +60,4 @@ def parse_args(argv=None):
         parser.error("--workers must be at least 1")
     if args.read_timeout <= 0:
         parser.error("--read-timeout must be positive")
-    config = Config(**vars(args))
-    return config
+    return Config(**vars(args))
