@@ -13,9 +13,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable
 
-from loadgen.client import AgentClient
+from loadgen.client import AgentClient, run_on_agents
 from loadgen.merge import merge_results
-from loadgen.spec import LoadSpec
 
 from lab.plan import RunPlan
 from lab.progress import Progress
@@ -27,7 +26,6 @@ from lab.validity import judge
 SERVER_URL = "http://server:8000"   # as the generators see it on the scenario's network
 REDIS_HOST, REDIS_PORT = "redis", 6379
 START_DELAY_S = 1.0                 # lets every agent receive its share before the common start
-TOOL_GRACE_S = 30.0                 # beyond duration: wrk2 may overrun by ~2 s, plus start-up
 
 
 class RunFailed(Exception):
@@ -115,13 +113,13 @@ def execute_run(store: ResultStore, run: RunPlan, make_environment: EnvironmentF
         warmup = run.warmup_spec(SERVER_URL)
         if warmup:
             progress.phase(f"warming up {run.warmup_s:g} s")
-            _load(agents, f"{run.id}-warmup", warmup, run, progress=None)
+            _load(agents, f"{run.id}-warmup", warmup, progress=None)
 
         before = settled_counters(agents[0])
         sampler = StatsSampler(env.containers(), run.id).start()
         try:
             progress.phase("measuring")
-            results = _load(agents, run.id, run.load_spec(SERVER_URL), run,
+            results = _load(agents, run.id, run.load_spec(SERVER_URL),
                             progress=lambda elapsed: progress.measuring(
                                 elapsed, run.duration_s, _rate_so_far(agents[0], before, elapsed, run)))
         finally:
@@ -154,33 +152,22 @@ def _note_environment(store: ResultStore, env) -> None:
         store.save()
 
 
-def _load(agents: list[AgentClient], run_id: str, spec: dict, run: RunPlan,
+def _load(agents: list[AgentClient], run_id: str, spec: dict,
           progress: Callable[[float], None] | None) -> list[dict]:
-    """Splits one load over the agents, starts them together and waits for every share."""
-    shares = LoadSpec.from_dict(spec).split(len(agents))
-    start_at = time.time() + START_DELAY_S
-    for agent, share in zip(agents, shares):
-        agent.start(run_id, share.to_dict(), start_at)
-    deadline = start_at + float(spec["duration_s"]) + TOOL_GRACE_S
-    done: dict[int, dict] = {}
-    while len(done) < len(agents):
-        if time.time() > deadline:
-            _stop_all(agents, run_id)
-            raise RunFailed(f"generators did not finish within {spec['duration_s']:g} s + {TOOL_GRACE_S:g} s")
-        for i, agent in enumerate(agents):
-            if i in done:
-                continue
-            state = agent.status(run_id)
-            if state["state"] in ("done", "stopped"):
-                done[i] = {"agent": agent.url, "node": agent.hostname, "spec": shares[i].to_dict(),
-                           "raw_output": state.get("raw_output"), "result": state.get("result")}
-            elif state["state"] == "failed":
-                _stop_all(agents, run_id)
-                raise RunFailed(f"generator {agent.hostname or agent.url} failed: {state.get('error')}")
-        if progress:
-            progress(max(0.0, time.time() - start_at))
-        time.sleep(0.5)
-    return [done[i] for i in range(len(agents))]
+    """One load split over the agents, started together; every share must finish."""
+    hostnames = {agent.url: agent.hostname for agent in agents}
+    on_progress = None
+    if progress:
+        def on_progress(elapsed, statuses):
+            progress(max(0.0, elapsed - START_DELAY_S))
+    shares = run_on_agents([agent.url for agent in agents], spec, start_delay_s=START_DELAY_S,
+                           on_progress=on_progress, run_id=run_id)
+    for share in shares:
+        if share["state"] != "done":
+            who = hostnames.get(share["agent"]) or share["agent"]
+            raise RunFailed(f"generator {who} {share['state']}: {share['error']}")
+    return [{"agent": s["agent"], "node": hostnames.get(s["agent"]), "spec": s["spec"],
+             "raw_output": s["raw_output"], "result": s["result"]} for s in shares]
 
 
 def settled_counters(agent: AgentClient, quiet_s: float = 0.5, limit_s: float = 15.0) -> dict:
