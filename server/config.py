@@ -1,6 +1,4 @@
 """The command line, shared by every architecture."""
-import argparse
-
 ARCHITECTURES = ("iterative", "forking", "preforked", "threaded", "prethreaded", "poll", "epoll")
 
 
@@ -24,6 +22,38 @@ class Config:
         self.read_timeout = read_timeout
         self.edge_triggered = edge_triggered
 
+    def to_argv(self):
+        """The options in their canonical command-line form, every one spelled out."""
+        argv = []
+        for name, convert in _OPTIONS.items():
+            value = getattr(self, name)
+            argv += [f"--{name.replace('_', '-')}", repr(value) if convert is float else str(value)]
+        if self.edge_triggered:
+            argv.append("--edge-triggered")
+        return argv
+
+    @classmethod
+    def from_argv(cls, argv):
+        """The inverse of to_argv(), for a command line that parse_args() has already checked;
+        None when argv is not in that exact form."""
+        values = {}
+        rest = list(argv)
+        if rest and rest[-1] == "--edge-triggered":
+            values["edge_triggered"] = True
+            rest.pop()
+        if len(rest) != 2 * len(_OPTIONS):
+            return None
+        for (name, convert), flag, text in zip(_OPTIONS.items(), rest[::2], rest[1::2]):
+            if flag != f"--{name.replace('_', '-')}":
+                return None
+            try:
+                values[name] = convert(text)
+            except ValueError:
+                return None
+        if values["arch"] not in ARCHITECTURES:
+            return None
+        return cls(**values)
+
     def __repr__(self):
         fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
         return f"Config({fields})"
@@ -34,7 +64,16 @@ class Config:
         return all(getattr(self, name) == getattr(other, name) for name in self.__slots__)
 
 
+# Every option that takes a value, in to_argv() order, with the type it converts to.
+_OPTIONS = {"arch": str, "host": str, "port": int, "redis_host": str, "redis_port": int,
+            "workers": int, "backlog": int, "root": str, "read_timeout": float}
+
+
 def parse_args(argv=None):
+    # Imported here, not above: a server that forks per connection restarts without it (see
+    # server/__main__.py), and argparse brings gettext and shutil, with its compression modules.
+    import argparse
+
     from server.app import PACKAGE_ROOT
 
     parser = argparse.ArgumentParser(

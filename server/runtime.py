@@ -1,13 +1,11 @@
 """What the architectures share: the listening socket, the startup line, stop signals, serving
 one connection with blocking sockets, and child processes."""
-import ctypes
 import errno
 import os
 import signal
 import socket
 import sys
 import time
-import traceback
 
 from server.protocol import CLOSE
 from server.redis_link import RedisUnavailable
@@ -62,6 +60,8 @@ def announce(sock, config):
 
 
 def log_error(context):
+    import traceback  # only on the rare unexpected error: not a module every child carries
+
     print(f"zerolab server: {context}", file=sys.stderr)
     traceback.print_exc(file=sys.stderr)
     sys.stderr.flush()
@@ -74,29 +74,70 @@ def serve_connection(sock, app, redis, read_timeout):
         conn = app.connection()
         deadline = time.monotonic() + read_timeout
         set_read_timeout(sock, read_timeout)
-        answer = conn.receive(sock.recv(RECV_SIZE))
-        while answer is None:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return
-            set_read_timeout(sock, remaining)
-            answer = conn.receive(sock.recv(RECV_SIZE))
-        if answer.__class__ is not bytes:
-            try:
-                replies = redis.call(answer.commands, answer.replies)
-            except RedisUnavailable:
-                replies = None
-            answer = answer.finish(replies)
-        if answer is not CLOSE:
-            sock.sendall(answer)
-            if conn.linger:
-                linger(sock)
+        _answer(sock, conn, conn.receive(sock.recv(RECV_SIZE)), deadline, redis)
     except OSError:
         pass  # reset, broken pipe, timeout: the client is gone, the worker goes on
     except Exception:
         log_error("unexpected error while serving a connection")
     finally:
         sock.close()
+
+
+def serve_descriptor(fd, app, redis, read_timeout):
+    """serve_connection() for a process that serves one connection and then exits (a forked
+    child), on the bare descriptor: os.read and os.write, where a socket object, its methods
+    and its setup would cost each child pages copied from its parent. The descriptor comes
+    with both timeouts inherited from the listening socket (see server/arch/forking.py), so a
+    request that arrives in one read needs no setsockopt; one that takes more reads, or an
+    early answer that has to linger, goes on through a socket object, as serve_connection()."""
+    sock = None
+    try:
+        conn = app.connection()
+        deadline = time.monotonic() + read_timeout
+        answer = conn.receive(os.read(fd, RECV_SIZE))
+        if answer is None or conn.linger:
+            sock = socket.socket(fileno=fd)
+            _answer(sock, conn, answer, deadline, redis)
+            return
+        answer = _ask_redis(answer, redis)
+        while answer:  # os.write may take part of it: the rest goes in the next write
+            answer = answer[os.write(fd, answer):]
+    except OSError:
+        pass
+    except Exception:
+        log_error("unexpected error while serving a connection")
+    finally:
+        if sock is None:
+            os.close(fd)
+        else:
+            sock.close()
+
+
+def _answer(sock, conn, answer, deadline, redis):
+    """Read until the request is complete or `deadline` passes, then answer it."""
+    while answer is None:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return
+        set_read_timeout(sock, remaining)
+        answer = conn.receive(sock.recv(RECV_SIZE))
+    answer = _ask_redis(answer, redis)
+    if answer is not CLOSE:
+        sock.sendall(answer)
+        if conn.linger:
+            linger(sock)
+
+
+def _ask_redis(answer, redis):
+    """The response bytes for what the protocol answered: a RedisCall is carried out first
+    (a Redis that cannot be reached gives the route's own 503)."""
+    if answer.__class__ is bytes:
+        return answer
+    try:
+        replies = redis.call(answer.commands, answer.replies)
+    except RedisUnavailable:
+        replies = None
+    return answer.finish(replies)
 
 
 def linger(sock):
@@ -119,30 +160,36 @@ def linger(sock):
 # Child processes
 
 _PR_SET_PDEATHSIG = 1
-try:
-    _libc = ctypes.CDLL(None, use_errno=True)
-    # Looked up once here: a CDLL attribute is created on first access, which every forked
-    # child would otherwise repeat (and pay in copied pages).
-    _prctl = _libc.prctl
-except (OSError, AttributeError):
-    _libc = _prctl = None
+_libc = None
+
+
+def _load_libc():
+    """libc's prctl through ctypes, loaded on first use rather than at import: the forking
+    server never needs it, and every mapping it holds costs each fork."""
+    global _libc
+    if _libc is None:
+        import ctypes
+
+        try:
+            # Looked up here, in the parent: a CDLL attribute is created on first access,
+            # which every child would otherwise repeat (and pay in copied pages).
+            _libc = (ctypes.CDLL(None, use_errno=True).prctl,)
+        except (OSError, AttributeError):
+            _libc = (None,)
+    return _libc
+
+
+def prepare_die_with_parent():
+    """Load what die_with_parent() calls, before forking the children that call it."""
+    _load_libc()
 
 
 def die_with_parent():
     """Ask the kernel to SIGKILL this process if its parent dies, so no child outlives a
     server that was killed without a chance to stop them."""
-    if _prctl is not None:
-        _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-
-
-def trim_heap():
-    """Give the C heap's free memory back to the system: fewer pages for each fork to copy
-    and each child's exit to tear down."""
-    if _libc is not None:
-        try:
-            _libc.malloc_trim(0)
-        except AttributeError:  # not glibc
-            pass
+    prctl = _load_libc()[0]
+    if prctl is not None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
 def reset_child_signals():

@@ -9,8 +9,9 @@ import socket
 from server.app import App
 from server.redis_link import RedisConnection, RedisUnavailable
 from server.resp import encode_command
-from server.runtime import (ServerStop, accept_fd, announce, die_with_parent, listen, reap,
-                            serve_connection, stop_children, stop_on_signals, trim_heap)
+from server.runtime import (ServerStop, accept_fd, announce, listen, reap, serve_descriptor,
+                            stop_children, stop_on_signals)
+from server.timeouts import set_read_timeout
 
 WARM_UP_ROUNDS = 20
 _PING = encode_command(b"PING")
@@ -22,6 +23,12 @@ _SIGCHLD = (int(signal.SIGCHLD),)
 def run(config):
     app = App(config.root)
     sock = listen(config)
+    # Accepted sockets inherit the listening socket's timeouts, the send one (set by listen())
+    # and this read one: a child reads its request without a setsockopt of its own. On the
+    # listening socket it also bounds accept(), which then comes back empty now and then when
+    # no client comes.
+    set_read_timeout(sock, config.read_timeout)
+    listening_fd = sock.fileno()
     children = set()
     parent = os.getpid()
     # Reap as soon as a child exits, so no zombie waits for the next connection.
@@ -32,7 +39,6 @@ def run(config):
     # does not copy their pages in each child.
     gc.collect()
     gc.freeze()
-    trim_heap()
     announce(sock, config)
     try:
         while True:
@@ -47,7 +53,7 @@ def run(config):
             try:
                 pid = os.fork()
                 if pid == 0:
-                    _child(sock, fd, app, config)
+                    _child(listening_fd, fd, app, config)
                 children.add(pid)
             finally:
                 _signal.pthread_sigmask(_SIG_UNBLOCK, _SIGCHLD)
@@ -86,22 +92,21 @@ def _warm_up(app, config):
         ours, theirs = socket.socketpair()
         with theirs:
             theirs.sendall(b"GET /guestbook HTTP/1.0\r\nHost: warm-up\r\n\r\n")
-            serve_connection(ours, app, redis, config.read_timeout)
+            serve_descriptor(ours.detach(), app, redis, config.read_timeout)
             while theirs.recv(65536):
                 pass
 
 
-def _child(listening, fd, app, config):
+def _child(listening_fd, fd, app, config):
     # Signal handlers stay as inherited, to spare every child the syscalls: SIGTERM/SIGINT
     # raise ServerStop here too, which ends in the os._exit below; SIGCHLD never comes, as the
-    # child has no children.
+    # child has no children. No PR_SET_PDEATHSIG either (ctypes is not loaded here): a child
+    # whose parent was killed still ends within its timeouts, with its one connection.
     try:
-        die_with_parent()
         gc.disable()
-        listening.close()
-        client = socket.socket(socket.AF_INET, socket.SOCK_STREAM, 0, fd)
+        os.close(listening_fd)  # the parent's socket object stays, unused: the child exits
         # Never the parent's Redis socket: a fresh connection for this child alone.
         redis = RedisConnection(config.redis_host, config.redis_port)
-        serve_connection(client, app, redis, config.read_timeout)
+        serve_descriptor(fd, app, redis, config.read_timeout)
     finally:  # exiting closes the Redis connection too
         os._exit(0)

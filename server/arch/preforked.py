@@ -10,8 +10,8 @@ import signal
 from server.app import App
 from server.redis_link import RedisConnection
 from server.runtime import (STOP_SIGNALS, ServerStop, accept, announce, die_with_parent, listen,
-                            reap, reset_child_signals, serve_connection, stop_children,
-                            stop_on_signals)
+                            prepare_die_with_parent, reap, reset_child_signals, serve_connection,
+                            stop_children, stop_on_signals)
 
 
 class Arbiter:
@@ -26,6 +26,7 @@ class Arbiter:
     def run(self):
         self.sock = listen(self.config)
         self.setup_signals()
+        prepare_die_with_parent()
         gc.freeze()
         try:
             self.manage_children()

@@ -6,12 +6,15 @@ import os
 import signal
 import socket
 import struct
+import subprocess
+import sys
 import time
 from urllib.parse import urlencode
 
 import pytest
 
 pytestmark = pytest.mark.timeout(60)
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def exchange(address, request, timeout=10.0):
@@ -324,3 +327,31 @@ def test_default_root_serves_the_package_assets(server_factory):
     assert get(server, "/")[0] == 200
     assert get(server, "/zerolab.png")[1]["content-type"] == "image/png"
     assert len(get(server, "/guestbook")[2]) > 2000
+
+
+def test_forking_server_restarts_without_what_parsing_loaded(server_factory):
+    """The forking server exec()s itself once its command line is checked: same process, the
+    canonical arguments, and none of the modules that only argparse needed (their extension
+    libraries would be mapped into, copied for and torn down with every child)."""
+    server = server_factory("forking", read_timeout=1)
+    with open(f"/proc/{server.pid}/cmdline", "rb") as f:
+        argv = f.read().decode().split("\0")[:-1]
+    at = argv.index("-m")
+    assert argv[at + 1:at + 5] == ["server", "--arch", "forking", "--host"]
+    assert argv[argv.index("--read-timeout") + 1] == "1.0"
+    with open(f"/proc/{server.pid}/maps") as f:
+        mapped = f.read()
+    for library in ("_lzma", "_bz2", "_ctypes"):
+        assert library not in mapped, f"{library} is loaded in the forking parent"
+    assert get(server, "/guestbook")[0] == 200
+    post_status = post(server, {"guest-remarks": "lean", "guest-name": "fork"})[0]
+    assert post_status == 200
+    assert b"lean - fork" in get(server, "/guestbook")[2]
+
+
+def test_command_line_errors_still_come_from_argparse():
+    """The restart happens only after a successful parse: bad options fail as before."""
+    result = subprocess.run([sys.executable, "-m", "server", "--arch", "forking", "--port", "x"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    assert "argument --port: invalid int value: 'x'" in result.stderr

@@ -6,7 +6,8 @@ import hiredis
 import pytest
 
 from server.app import App
-from server.guestbook import VIEW_COMMANDS, Guestbook, render_remarks
+from server.config import Config, parse_args
+from server.guestbook import VIEW_COMMANDS, Guestbook, escape, render_remarks
 from server.protocol import BODY_LIMIT, CLOSE, HEAD_LIMIT, Connection
 from server.resp import RedisCall, encode_command
 from server.static import StaticFiles
@@ -175,6 +176,14 @@ def test_remarks_are_escaped_one_paragraph_each():
     assert b"no-entries" in render_remarks([])
 
 
+@pytest.mark.parametrize("text", ["", "plain", "<a href=\"x\">'&amp;'</a>", "&&<<>>\"\"''",
+                                  "caf\u00e9 \u2603 &#x27; \x00 \r\n"])
+def test_escape_is_html_escape(text):
+    import html
+
+    assert escape(text) == html.escape(text, quote=True)
+
+
 def test_placeholders_may_repeat_and_come_in_any_order():
     body = body_of(Guestbook("$VISITOR_COUNT$|$GUEST_REMARKS$|$VISITOR_COUNT$").render_view([[b"a"], 1500]))
     assert body == b'1,500|    <p class="guest-entry">a</p>\n|1,500'
@@ -290,3 +299,23 @@ def test_routes():
     assert status_of(app.handle(b"GET", b"/zerolab.png", b"", b"")) == 200
     rendered = body_of(app.guestbook.render_view([[b"hello - x"] * 3, 38377]))
     assert 2500 <= len(rendered) <= 4000
+
+
+@pytest.mark.parametrize("argv", [
+    ["--arch", "forking"],
+    ["--arch", "epoll", "--edge-triggered", "--read-timeout", "0.3", "--port", "0"],
+    ["--arch=preforked", "--work", "7", "--root", "/tmp/a dir/--arch", "--redis-host", "redis"],
+])
+def test_canonical_command_line_reads_back_without_argparse(argv):
+    config = parse_args(argv)
+    assert Config.from_argv(config.to_argv()) == config
+    assert parse_args(config.to_argv()) == config
+
+
+@pytest.mark.parametrize("argv", [
+    [], ["--arch", "forking"], ["--arch", "nope", *parse_args(["--arch", "poll"]).to_argv()[2:]],
+    [*parse_args(["--arch", "poll"]).to_argv()[:-1], "soon"],
+    [*parse_args(["--arch", "poll"]).to_argv(), "--extra"],
+])
+def test_anything_but_the_canonical_form_is_not_read_back(argv):
+    assert Config.from_argv(argv) is None
