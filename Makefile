@@ -26,7 +26,7 @@ help:
 	@echo "make verify NAME=<scenario>    bring an environment up, check it with testinfra, tear down"
 	@echo "make report [RUN=<dir>]        HTML report and plots of the latest (or given) results"
 	@echo "make compare A=<dir> B=<dir>   two results side by side"
-	@echo "make bench-server              requests/second of each architecture on the host"
+	@echo "make bench-server [C_SERVERS=dir]  requests/second of each architecture on the host"
 	@echo "make bench-harness             seconds the harness adds to every run"
 	@echo "make cleanup                   remove every zerolab container, network and volume left behind"
 
@@ -63,7 +63,7 @@ test: images
 	  $(PY) -m lab cleanup --prefix zltest; exit $$rc
 
 bench-server: venv
-	$(PY) bench/bench_server.py
+	$(PY) bench/bench_server.py $(if $(C_SERVERS),--c-servers $(C_SERVERS))
 
 bench-harness: images
 	$(PY) bench/bench_harness.py

@@ -2,11 +2,18 @@
 
 For each architecture: a fresh redis-server and the server pinned to one CPU, Debian's wrk pinned
 to another, `GET /guestbook` with a new connection per request (the server speaks HTTP/1.0 and
-closes), at each connection count. Prints a table beside the article's C servers measured the
-same way (../shared/README.md) and writes results/bench-server.json with wrk's raw output.
+closes), at each connection count. Prints a table beside the article's C servers and writes
+results/bench-server.json with wrk's raw output.
+
+The C figures are those of ../shared/README.md, measured once on another day. With
+`--c-servers DIR` (`make bench-server C_SERVERS=DIR`), DIR being a checkout of the article's
+ZeroHTTPd built with its own Makefile (binaries named after the architectures, next to its
+templates/), each C server present is measured in the same run, the same way, and the ratios
+are taken against those same-run figures. The C servers only talk to Redis on port 6379, which
+must then be free.
 
     .venv/bin/python bench/bench_server.py [--archs poll,epoll] [--connections 20,200]
-        [--duration 10] [--workers 100] [--server-arg=--backlog=128]
+        [--duration 10] [--workers 100] [--server-arg=--backlog=128] [--c-servers DIR]
 """
 import argparse
 import json
@@ -28,7 +35,8 @@ from rich.table import Table
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PYTHON = sys.executable
 ARCHITECTURES = ("iterative", "forking", "preforked", "threaded", "prethreaded", "poll", "epoll")
-# The article's C servers, same machine and setup (../shared/README.md); None: stalls.
+# The article's C servers as ../shared/README.md reports them (same kind of machine, same setup,
+# one run each on another day); None: stalls.
 C_SERVERS = {
     "forking": {20: 637, 200: 578, 1000: 518},
     "preforked": {20: 1721, 200: 1864, 1000: 1951},
@@ -38,6 +46,7 @@ C_SERVERS = {
     "poll": {20: None, 200: None, 1000: None},
     "epoll": {20: None, 200: None, 1000: None},
 }
+C_REDIS_PORT = 6379  # REDIS_SERVER_PORT, fixed in the C sources
 START_TIMEOUT = 20.0
 STOP_TIMEOUT = 10.0
 
@@ -55,8 +64,17 @@ def raise_nofile():
     return resource.getrlimit(resource.RLIMIT_NOFILE)
 
 
-def start_redis(workdir, cpu):
-    port = free_port()
+def port_is_free(port):
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def start_redis(workdir, cpu, port=None):
+    port = port or free_port()
     proc = subprocess.Popen(
         ["taskset", "-c", str(cpu), "redis-server", "--port", str(port), "--bind", "127.0.0.1",
          "--save", "", "--appendonly", "no", "--dir", workdir, "--maxclients", "10000"],
@@ -90,6 +108,35 @@ def start_server(arch, redis_port, cpu, workers, extra):
             return proc, int(match.group(1))
     stop(proc)
     raise RuntimeError(f"{arch} server did not start: {line!r}")
+
+
+def start_c_server(binary, cpu):
+    """One of the article's C servers: `BINARY PORT REDIS_IP`, run from its checkout (it opens
+    templates/ and public/ relative to the working directory). It prints a line per request,
+    which goes nowhere."""
+    port = free_port()
+    proc = subprocess.Popen(["taskset", "-c", str(cpu), binary, str(port), "127.0.0.1"],
+                            cwd=os.path.dirname(binary), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return proc, port
+        except OSError:
+            time.sleep(0.05)
+    stop(proc)
+    raise RuntimeError(f"{binary} did not start listening on port {port}")
+
+
+def c_binaries(directory, archs):
+    """The C server of each architecture found in `directory` (an executable named after it)."""
+    found = {}
+    for arch in archs:
+        binary = os.path.join(directory, arch)
+        if os.path.isfile(binary) and os.access(binary, os.X_OK):
+            found[arch] = binary
+    return found
 
 
 def stop(proc):
@@ -144,13 +191,21 @@ def parse_wrk(text):
     }
 
 
-def bench_arch(arch, args, console):
+def bench_arch(arch, args, console, c_binary=None):
+    """wrk against one architecture at each connection count: the Python server, or with
+    `c_binary` the article's C server of that architecture."""
     runs = []
+    implementation = "python" if c_binary is None else "c"
     workdir = tempfile.mkdtemp(prefix="zl-bench-")
     redis = server = None
     try:
-        redis, redis_port = start_redis(workdir, args.server_cpu)
-        server, port = start_server(arch, redis_port, args.server_cpu, args.workers, args.server_arg)
+        if c_binary is None:
+            redis, redis_port = start_redis(workdir, args.server_cpu)
+            server, port = start_server(arch, redis_port, args.server_cpu, args.workers,
+                                        args.server_arg)
+        else:
+            redis, redis_port = start_redis(workdir, args.server_cpu, C_REDIS_PORT)
+            server, port = start_c_server(c_binary, args.server_cpu)
         for connections in args.connections:
             before = redis_get(redis_port, b"visitor_count")
             cmd, raw = run_wrk(port, connections, args.duration, args.threads, args.timeout,
@@ -159,14 +214,24 @@ def bench_arch(arch, args, console):
             # Redis counts every answered guestbook GET: a check on wrk's count.
             parsed["visitor_count_delta"] = redis_get(redis_port, b"visitor_count") - before
             parsed["server_alive"] = server.poll() is None
-            run = {"arch": arch, "connections": connections, "duration_s": args.duration,
-                   "command": " ".join(cmd), **parsed, "raw_output": raw}
+            run = {"arch": arch, "implementation": implementation, "connections": connections,
+                   "duration_s": args.duration, "command": " ".join(cmd), **parsed,
+                   "raw_output": raw}
             runs.append(run)
             rps = parsed["requests_per_sec"]
-            console.print(f"  {arch:12} c={connections:<5} "
+            label = arch if c_binary is None else f"{arch} (C)"
+            console.print(f"  {label:16} c={connections:<5} "
                           f"{'stalled' if rps is None else f'{rps:,.0f} req/s'}  "
                           f"errors={parsed['errors']} non-2xx={parsed['non_2xx_3xx']}")
             if not parsed["server_alive"]:
+                # Counted as a stall at the remaining levels: the server did not survive.
+                for rest in args.connections[args.connections.index(connections) + 1:]:
+                    runs.append({"arch": arch, "implementation": implementation, "connections": rest,
+                                 "duration_s": 0, "command": "", "requests_per_sec": None,
+                                 "requests": 0, "errors": {}, "non_2xx_3xx": 0,
+                                 "visitor_count_delta": 0, "server_alive": False,
+                                 "raw_output": "not run: the server had exited"})
+                    console.print(f"  {label:16} c={rest:<5} not run: the server had exited")
                 break
             time.sleep(args.pause)
     finally:
@@ -178,22 +243,36 @@ def bench_arch(arch, args, console):
     return runs
 
 
+def c_reference(runs, arch, connections):
+    """The C figure to compare with: this run's measurement of the C server when there is one
+    (None when it stalled), else ../shared/README.md's; and where it came from."""
+    for run in runs:
+        if run["implementation"] == "c" and run["arch"] == arch and run["connections"] == connections:
+            stalled = run["requests_per_sec"] is None or run["requests"] == 0
+            return (None if stalled else run["requests_per_sec"]), "measured"
+    return C_SERVERS.get(arch, {}).get(connections), "shared/README.md"
+
+
 def print_table(runs, connections, console):
-    table = Table(title="GET /guestbook, requests/second (Python | C server, same setup)")
+    measured = any(r["implementation"] == "c" for r in runs)
+    table = Table(title="GET /guestbook, requests/second: Python | C server | ratio",
+                  caption="C: measured in this run" + (", * from shared/README.md" if measured else "")
+                  if measured else "C: shared/README.md (measured on another day)")
     table.add_column("architecture")
     for c in connections:
         table.add_column(f"c={c}", justify="right")
         table.add_column("C", justify="right", style="dim")
         table.add_column("x C", justify="right")
-    by_key = {(r["arch"], r["connections"]): r for r in runs}
-    for arch in dict.fromkeys(r["arch"] for r in runs):
+    by_key = {(r["arch"], r["connections"]): r for r in runs if r["implementation"] == "python"}
+    for arch in dict.fromkeys(r["arch"] for r in runs if r["implementation"] == "python"):
         cells = [arch]
         for c in connections:
             run = by_key.get((arch, c))
             rps = run and run["requests_per_sec"]
-            c_rps = C_SERVERS.get(arch, {}).get(c)
+            c_rps, source = c_reference(runs, arch, c)
             cells.append("-" if run is None else "stalled" if rps is None else f"{rps:,.0f}")
-            cells.append("stalls" if c_rps is None else f"{c_rps:,}")
+            c_text = "stalls" if c_rps is None else f"{c_rps:,.0f}"
+            cells.append(c_text + ("" if source == "measured" or not measured else "*"))
             cells.append(f"{rps / c_rps:.2f}" if rps and c_rps else "")
         table.add_row(*cells)
     console.print(table)
@@ -213,6 +292,9 @@ def main(argv=None):
     parser.add_argument("--server-cpu", type=int, default=0)
     parser.add_argument("--wrk-cpu", type=int, default=1)
     parser.add_argument("--pause", type=float, default=2.0, help="seconds between runs")
+    parser.add_argument("--c-servers", metavar="DIR",
+                        help="a built checkout of the article's ZeroHTTPd: measure its C servers "
+                             "in this run too")
     parser.add_argument("--output", default=os.path.join(ROOT, "results", "bench-server.json"))
     args = parser.parse_args(argv)
     args.archs = [a for a in args.archs.split(",") if a]
@@ -223,6 +305,19 @@ def main(argv=None):
     for tool in ("wrk", "redis-server", "taskset"):
         if shutil.which(tool) is None:
             parser.error(f"{tool} is not installed")
+    c_servers = {}
+    if args.c_servers:
+        if not os.path.isdir(args.c_servers):
+            parser.error(f"--c-servers {args.c_servers}: no such folder")
+        c_servers = c_binaries(os.path.abspath(args.c_servers), args.archs)
+        if not c_servers:
+            parser.error(f"--c-servers {args.c_servers}: no executable named after an architecture "
+                         f"({', '.join(args.archs)}); build them with the checkout's Makefile")
+        if not os.path.isfile(os.path.join(args.c_servers, "templates", "guestbook", "index.html")):
+            parser.error(f"--c-servers {args.c_servers}: no templates/guestbook/index.html, which "
+                         "the C servers read from their working directory")
+        if not port_is_free(C_REDIS_PORT):
+            parser.error(f"port {C_REDIS_PORT} is taken: the C servers only talk to Redis there")
 
     # Wide enough for the whole table when the output goes to a file or a pipe.
     console = Console(width=None if sys.stdout.isatty() else 150)
@@ -233,6 +328,8 @@ def main(argv=None):
     started = time.time()
     for arch in args.archs:
         runs.extend(bench_arch(arch, args, console))
+        if arch in c_servers:
+            runs.extend(bench_arch(arch, args, console, c_servers[arch]))
     print_table(runs, args.connections, console)
 
     os.makedirs(os.path.dirname(args.output), exist_ok=True)
@@ -243,7 +340,9 @@ def main(argv=None):
         "host": {"hostname": platform.node(), "kernel": platform.release(), "cpus": os.cpu_count(),
                  "python": platform.python_version(), "loadavg_at_end": os.getloadavg(),
                  "nofile": nofile},
+        # The reference figures; runs with "implementation": "c" are this run's own measurements.
         "c_servers": {arch: {str(c): v for c, v in figures.items()} for arch, figures in C_SERVERS.items()},
+        "c_servers_measured": c_servers,
         "runs": runs,
     }
     tmp = args.output + ".tmp"
