@@ -4,10 +4,12 @@ import socket
 
 import hiredis
 
-from server.timeouts import set_read_timeout, set_write_timeout
+from server.timeouts import timeval
 
-CONNECT_TIMEOUT = 1.0
-IO_TIMEOUT = 2.0
+CONNECT_TIMEOUT = 1.0  # redis-py's pool (threads)
+IO_TIMEOUT = 2.0  # bounds connect() too on a RedisConnection
+# Packed once: a forked child connects once and pays every call it makes in copied pages.
+_IO_TIMEVAL = timeval(IO_TIMEOUT)
 # Replies larger than this take several reads; a larger buffer costs every call a bigger
 # allocation (pages a forked child then touches for nothing).
 REPLY_RECV_SIZE = 8192
@@ -54,10 +56,9 @@ class RedisConnection:
         # timeout to a blocking connect.
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         try:
-            set_write_timeout(sock, CONNECT_TIMEOUT)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _IO_TIMEVAL)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _IO_TIMEVAL)
             sock.connect(self._address)
-            set_read_timeout(sock, IO_TIMEOUT)
-            set_write_timeout(sock, IO_TIMEOUT)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except BaseException:
             sock.close()
