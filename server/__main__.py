@@ -45,8 +45,12 @@ def restart(config):
         return
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execve(sys.executable, [sys.executable, *command[1:at + 2], *config.to_argv()],
-              dict(os.environ, **{CHECKED: "1"}))
+    try:
+        os.execve(sys.executable, [sys.executable, *command[1:at + 2], *config.to_argv()],
+                  dict(os.environ, **{CHECKED: "1"}))
+    except OSError as error:  # no usable sys.executable: serve from this interpreter as it is
+        print(f"zerolab server: not restarting lean ({error}); serving as started",
+              file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":
