@@ -23,6 +23,7 @@ from lab.facts import host_facts  # noqa: E402
 from lab.plan import plan_runs, scenario_digest  # noqa: E402
 from lab.progress import Progress  # noqa: E402
 from lab.results import ResultStore, write_atomically  # noqa: E402
+from lab.runner import run_plan  # noqa: E402
 from lab.scenario import ROOT, validate_scenario  # noqa: E402
 
 TARGET_S = 15.0
@@ -58,9 +59,10 @@ def main() -> int:
         "load": {"tool": "wrk", "connections": 50, "duration_s": 5, "warmup_s": 1},
     }, "bench-harness")
     runs = plan_runs(scenario)
+    facts = host_facts()
     with tempfile.TemporaryDirectory() as tmp:
         store = ResultStore.create(Path(tmp), scenario.model_dump(mode="json"), scenario_digest(scenario),
-                                   runs, host_facts() | {"engine": "compose"})
+                                   runs, facts | {"engine": "compose"})
         progress = TimedProgress(console)
         status = _run(store, runs, progress)
         doc = store.doc
@@ -81,14 +83,12 @@ def main() -> int:
         out = ROOT / "results" / "bench-harness.json"
         out.parent.mkdir(exist_ok=True)
         write_atomically(out, json.dumps({"runs": rows, "mean_overhead_s": round(mean, 2),
-                                          "target_s": TARGET_S, "environment": host_facts()}, indent=2))
+                                          "target_s": TARGET_S, "environment": facts}, indent=2))
         console.print(f"written {out.relative_to(ROOT)}")
     return 0 if status == "complete" else 1
 
 
 def _run(store, runs, progress) -> str:
-    from lab.runner import run_plan
-
     return run_plan(store, runs, environment_factory("compose"), progress)
 
 

@@ -33,8 +33,12 @@ from rich.console import Console
 from rich.table import Table
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from loadgen.parse import ERROR_KINDS, ParseError, parse_wrk  # noqa: E402
+from server.config import ARCHITECTURES  # noqa: E402
+
 PYTHON = sys.executable
-ARCHITECTURES = ("iterative", "forking", "preforked", "threaded", "prethreaded", "poll", "epoll")
 # The article's C servers as ../shared/README.md reports them (same kind of machine, same setup,
 # one run each on another day); None: stalls.
 C_SERVERS = {
@@ -171,24 +175,29 @@ def run_wrk(port, connections, duration, threads, timeout, cpu):
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + timeout + 30)
         return cmd, out.stdout + out.stderr
     except subprocess.TimeoutExpired as expired:
-        return cmd, f"wrk did not finish in time (stalled)\n{expired.stdout or ''}"
+        # TimeoutExpired.stdout is bytes even with text=True
+        partial = (expired.stdout or b"").decode("utf-8", "replace")
+        return cmd, f"wrk did not finish in time (stalled)\n{partial}"
 
 
-def parse_wrk(text):
-    def number(pattern, default=0):
-        match = re.search(pattern, text)
-        return float(match.group(1)) if match else default
+def wrk_figures(text):
+    """The figures the bench records of wrk's output; a stall when it holds no report."""
+    try:
+        result = parse_wrk(text, "wrk")
+    except ParseError:
+        return {"requests_per_sec": None, "requests": 0, "errors": dict.fromkeys(ERROR_KINDS, 0),
+                "non_2xx_3xx": 0}
+    # loadgen reads a "-nan" rate as 0.0; the bench records it as a stall (None)
+    nan_rate = re.search(r"^Requests/sec:\s+-?nan", text, re.M)
+    return {"requests_per_sec": None if nan_rate else result["requests_per_sec"],
+            "requests": result["requests"], "errors": result["errors"],
+            "non_2xx_3xx": result["non_2xx_3xx"]}
 
-    errors = dict(zip(("connect", "read", "write", "timeout"),
-                      map(int, re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), "
-                                         r"timeout (\d+)", text).groups())
-                      if "Socket errors" in text else (0, 0, 0, 0)))
-    return {
-        "requests_per_sec": number(r"Requests/sec:\s+([\d.]+)", None),
-        "requests": int(number(r"(\d+) requests in")),
-        "errors": errors,
-        "non_2xx_3xx": int(number(r"Non-2xx or 3xx responses: (\d+)")),
-    }
+
+def _record(arch, implementation, connections, duration_s, command, figures, raw_output):
+    """One run as results/bench-server.json records it."""
+    return {"arch": arch, "implementation": implementation, "connections": connections,
+            "duration_s": duration_s, "command": command, **figures, "raw_output": raw_output}
 
 
 def bench_arch(arch, args, console, c_binary=None):
@@ -206,31 +215,28 @@ def bench_arch(arch, args, console, c_binary=None):
         else:
             redis, redis_port = start_redis(workdir, args.server_cpu, C_REDIS_PORT)
             server, port = start_c_server(c_binary, args.server_cpu)
-        for connections in args.connections:
+        label = arch if c_binary is None else f"{arch} (C)"
+        for i, connections in enumerate(args.connections):
             before = redis_get(redis_port, b"visitor_count")
             cmd, raw = run_wrk(port, connections, args.duration, args.threads, args.timeout,
                                args.wrk_cpu)
-            parsed = parse_wrk(raw)
+            parsed = wrk_figures(raw)
             # Redis counts every answered guestbook GET: a check on wrk's count.
             parsed["visitor_count_delta"] = redis_get(redis_port, b"visitor_count") - before
             parsed["server_alive"] = server.poll() is None
-            run = {"arch": arch, "implementation": implementation, "connections": connections,
-                   "duration_s": args.duration, "command": " ".join(cmd), **parsed,
-                   "raw_output": raw}
-            runs.append(run)
+            runs.append(_record(arch, implementation, connections, args.duration, " ".join(cmd),
+                                parsed, raw))
             rps = parsed["requests_per_sec"]
-            label = arch if c_binary is None else f"{arch} (C)"
             console.print(f"  {label:16} c={connections:<5} "
                           f"{'stalled' if rps is None else f'{rps:,.0f} req/s'}  "
                           f"errors={parsed['errors']} non-2xx={parsed['non_2xx_3xx']}")
             if not parsed["server_alive"]:
                 # Counted as a stall at the remaining levels: the server did not survive.
-                for rest in args.connections[args.connections.index(connections) + 1:]:
-                    runs.append({"arch": arch, "implementation": implementation, "connections": rest,
-                                 "duration_s": 0, "command": "", "requests_per_sec": None,
-                                 "requests": 0, "errors": {}, "non_2xx_3xx": 0,
-                                 "visitor_count_delta": 0, "server_alive": False,
-                                 "raw_output": "not run: the server had exited"})
+                for rest in args.connections[i + 1:]:
+                    not_run = {"requests_per_sec": None, "requests": 0, "errors": {},
+                               "non_2xx_3xx": 0, "visitor_count_delta": 0, "server_alive": False}
+                    runs.append(_record(arch, implementation, rest, 0, "", not_run,
+                                        "not run: the server had exited"))
                     console.print(f"  {label:16} c={rest:<5} not run: the server had exited")
                 break
             time.sleep(args.pause)
@@ -256,8 +262,8 @@ def c_reference(runs, arch, connections):
 def print_table(runs, connections, console):
     measured = any(r["implementation"] == "c" for r in runs)
     table = Table(title="GET /guestbook, requests/second: Python | C server | ratio",
-                  caption="C: measured in this run" + (", * from shared/README.md" if measured else "")
-                  if measured else "C: shared/README.md (measured on another day)")
+                  caption="C: measured in this run, * from shared/README.md" if measured
+                  else "C: shared/README.md (measured on another day)")
     table.add_column("architecture")
     for c in connections:
         table.add_column(f"c={c}", justify="right")

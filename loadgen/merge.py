@@ -8,7 +8,7 @@ import math
 
 from hdrh.histogram import HdrHistogram
 
-from .parse import ERROR_KINDS, empty_result, percentile_key
+from .parse import ERROR_KINDS, empty_result, percentile_key, percentile_rows
 
 # Microsecond resolution, up to one hour, three significant digits (as wrk2 records).
 LOWEST_US, HIGHEST_US, DIGITS = 1, 3_600_000_000, 3
@@ -78,13 +78,12 @@ def spectrum_rows(latency, count_hint=0):
         return []
     if latency.get("spectrum"):
         return latency["spectrum"]
-    rows = []
-    for key, value in sorted((latency.get("percentiles_ms") or {}).items(), key=lambda kv: float(kv[0])):
-        if value is not None and count_hint:
-            rows.append([value, float(key) / 100.0, int(math.ceil(count_hint * float(key) / 100.0))])
-    if count_hint and latency.get("max_ms") is not None:
-        rows.append([latency["max_ms"], 1.0, count_hint])
-    return rows
+    if not count_hint:
+        return []
+    points = [(value, float(key)) for key, value in
+              sorted((latency.get("percentiles_ms") or {}).items(), key=lambda kv: float(kv[0]))
+              if value is not None]
+    return percentile_rows(points, count_hint, latency.get("max_ms"))
 
 
 def _us(value_ms):

@@ -104,6 +104,15 @@ def percentile_key(p):
     return f"{float(p):.6f}".rstrip("0").rstrip(".")
 
 
+def percentile_rows(points, count, max_ms=None):
+    """Spectrum rows [value_ms, p/100, ceil(count*p/100)] from (value_ms, p in percent) points,
+    then [max_ms, 1.0, count] when max_ms is given."""
+    rows = [[value_ms, p / 100.0, int(math.ceil(count * p / 100.0))] for value_ms, p in points]
+    if max_ms is not None:
+        rows.append([max_ms, 1.0, count])
+    return rows
+
+
 _RE = {
     "running": re.compile(r"^Running (\S+) test @ (\S+)"),
     "threads": re.compile(r"^\s*(\d+) threads and (\d+) connections"),
@@ -221,14 +230,14 @@ def _apply_script_report(r, script):
         return
     count = r["requests"]
     max_ms = lat["max"] / 1000.0
-    rows, pct = [], dict(r["latency"]["percentiles_ms"])
+    points, pct = [], dict(r["latency"]["percentiles_ms"])
     for p, value_us in lat["percentiles"]:
         if p >= 100:  # Debian wrk's percentile(100) answers 0: the max stands for it
             continue
-        rows.append([value_us / 1000.0, p / 100.0, int(math.ceil(count * p / 100.0))])
+        points.append((value_us / 1000.0, p))
         if p in (99.9, 99.99) and percentile_key(p) not in pct:
             pct[percentile_key(p)] = value_us / 1000.0
-    rows.append([max_ms, 1.0, count])
+    rows = percentile_rows(points, count, max_ms)
     r["latency"].update(mean_ms=lat["mean"] / 1000.0, stdev_ms=lat["stdev"] / 1000.0,
                         max_ms=max_ms, percentiles_ms=pct, spectrum=rows if count else None)
 
@@ -238,7 +247,7 @@ def _apply_script_report(r, script):
 def parse_oha(text):
     """The tool result of one oha JSON report, or of several (one per request kind, each after
     a '# oha KIND:' line), merged."""
-    from .merge import merge_results  # merge imports nothing from here at module level
+    from .merge import merge_results  # lazy: merge imports this module at module level
 
     docs = _json_documents(text)
     if not docs:
@@ -257,9 +266,7 @@ def parse_oha(text):
         r.pop("_refused", None)
     if len(results) == 1:
         return results[0]
-    merged = merge_results(results)
-    merged["tool"] = "oha"
-    return merged
+    return merge_results(results)
 
 
 def _json_documents(text):

@@ -157,7 +157,6 @@ class RunOutcome:
     error: str | None
     commands: list
     stopped: bool = False
-    timed_out: bool = False
 
 
 def run_load(spec, stop_event=None, workdir=None):
@@ -185,12 +184,10 @@ def run_load(spec, stop_event=None, workdir=None):
         result, error = None, str(exc)
     if result is not None and spec.tool == "oha":
         result["threads"], result["connections"] = spec.threads, spec.connections
-        if result.get("requests_by_kind") is None and len(commands) == 1:
-            result["requests_by_kind"] = {commands[0].kind: result["requests"]}
     if timed_out:
         error = f"{spec.tool} did not finish within {hard_timeout_s(spec):.0f} s and was stopped" \
             + (f"; {error}" if error else "")
-    return RunOutcome(raw, result, error, [c.argv for c in commands], stopped, timed_out)
+    return RunOutcome(raw, result, error, [c.argv for c in commands], stopped)
 
 
 def _start(command):
@@ -237,21 +234,29 @@ def _text(data):
     return data.decode("utf-8", "replace") if data else ""
 
 
+def _printed(proc):
+    """A process's stdout then its stderr, as text."""
+    return _text(proc.process.stdout) + _text(proc.process.stderr)
+
+
+def _line_ended(text):
+    """text with a final newline, unless it is empty or already has one."""
+    return text if text.endswith("\n") or not text else text + "\n"
+
+
 def _raw_output(spec, commands, procs, report_path):
     """What the tools printed, in a form `python -m loadgen parse` reads back."""
     if spec.tool == "oha":
         parts = []
         for c, p in zip(commands, procs):
             parts.append(f"# oha {c.kind}: {' '.join(c.argv[1:])}\n")
-            out = _text(p.process.stdout) + _text(p.process.stderr)
-            parts.append(out if out.endswith("\n") or not out else out + "\n")
+            parts.append(_line_ended(_printed(p)))
         return "".join(parts)
-    p = procs[0]
-    raw = _text(p.process.stdout) + _text(p.process.stderr)
+    raw = _printed(procs[0])
     if report_path and os.path.exists(report_path):
         with open(report_path) as f:
             line = f.read().strip()
         if line:
-            raw += ("" if raw.endswith("\n") or not raw else "\n") + SCRIPT_REPORT_PREFIX + line + "\n"
+            raw = _line_ended(raw) + SCRIPT_REPORT_PREFIX + line + "\n"
     return raw
 
