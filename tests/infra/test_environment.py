@@ -97,7 +97,7 @@ def test_server_process_model(expect, hosts):
     host = one(hosts, "server")
     arch, workers = expect["arch"], int(expect["workers"])
     # Forked children come and go (forking) or start a moment after the master (preforked).
-    deadline, problem = time.monotonic() + 15, None
+    deadline = time.monotonic() + 15
     while True:
         procs = server_processes(host)
         pids = {p["pid"] for p in procs}

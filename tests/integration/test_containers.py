@@ -8,18 +8,19 @@ import shutil
 import subprocess
 import sys
 import uuid
-from pathlib import Path
 
 import pytest
 
 docker = pytest.importorskip("docker")
 
+from lab.cleanup import PROJECT_LABEL  # noqa: E402
 from lab.environment.compose import ComposeEnvironment  # noqa: E402
 from lab.environment.infra_checks import run_infra_checks  # noqa: E402
+from lab.scenario import ROOT  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[2]
+from labcli import PREFIX  # noqa: E402  tests/integration/labcli.py
+
 IMAGES = ("zerolab/redis:latest", "zerolab/server:latest", "zerolab/loadgen:latest")
-LABEL = "com.docker.compose.project"
 
 pytestmark = pytest.mark.skipif(shutil.which("docker") is None, reason="docker is not installed")
 
@@ -75,7 +76,7 @@ def expectation(project: str, **overrides) -> dict:
 
 
 def leftovers(client, project: str) -> list[str]:
-    label = {"label": f"{LABEL}={project}"}
+    label = {"label": f"{PROJECT_LABEL}={project}"}
     found = [f"container {c.name}" for c in client.containers.list(all=True, filters=label)]
     found += [f"network {n.name}" for n in client.networks.list(filters=label)]
     found += [f"network {n.name}" for n in client.networks.list(names=[f"{project}_lab"])]
@@ -84,46 +85,37 @@ def leftovers(client, project: str) -> list[str]:
 
 
 def unique_project(kind: str) -> str:
-    return f"zltest-{kind}-{uuid.uuid4().hex[:8]}"
+    return f"{PREFIX}-{kind}-{uuid.uuid4().hex[:8]}"
 
 
 @pytest.mark.timeout(1800)
 def test_environment_matches_its_constraints_and_leaves_nothing(images):
     project = unique_project("infra")
-    try:
-        with small_environment(project) as env:
-            env.up(timeout_s=180)
-            urls = env.agent_urls()
-            assert len(urls) == 2 and all(u.startswith("http://127.0.0.1:") for u in urls)
-            assert set(env.image_ids()) == {"redis", "server", "loadgen"}
-            assert env.compose_version()
-            assert run_infra_checks(env, expectation(project)) == 0
-    finally:
-        remaining = leftovers(images, project)
-    assert remaining == []
+    with small_environment(project) as env:
+        env.up(timeout_s=180)
+        urls = env.agent_urls()
+        assert len(urls) == 2 and all(u.startswith("http://127.0.0.1:") for u in urls)
+        assert set(env.image_ids()) == {"redis", "server", "loadgen"}
+        assert env.compose_version()
+        assert run_infra_checks(env, expectation(project)) == 0
+    assert leftovers(images, project) == []
 
 
 @pytest.mark.timeout(600)
 def test_a_failing_check_still_tears_the_environment_down(images):
     project = unique_project("fail")
-    try:
-        with small_environment(project) as env:
-            env.up(timeout_s=180)
-            wrong = expectation(project, cpusets={"server": "1", "redis": "0", "loadgen": "1"})
-            assert run_infra_checks(env, wrong, extra_args=("-k", "cpuset")) != 0
-    finally:
-        remaining = leftovers(images, project)
-    assert remaining == []
+    with small_environment(project) as env:
+        env.up(timeout_s=180)
+        wrong = expectation(project, cpusets={"server": "1", "redis": "0", "loadgen": "1"})
+        assert run_infra_checks(env, wrong, extra_args=("-k", "cpuset")) != 0
+    assert leftovers(images, project) == []
 
 
 @pytest.mark.timeout(600)
 def test_a_service_that_never_gets_healthy_is_named_and_removed(images):
     project = unique_project("sick")
     env = ComposeEnvironment(project, {"ZL_ARCH": "no-such-architecture"}, generators=1)
-    try:
-        with pytest.raises(RuntimeError, match="server"):
-            with env:
-                env.up(timeout_s=120)
-    finally:
-        remaining = leftovers(images, project)
-    assert remaining == []
+    with pytest.raises(RuntimeError, match="server"):
+        with env:
+            env.up(timeout_s=120)
+    assert leftovers(images, project) == []

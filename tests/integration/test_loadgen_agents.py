@@ -3,8 +3,6 @@ server and Redis on 127.0.0.1, through the agent protocol only."""
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,12 +11,14 @@ from pathlib import Path
 import pytest
 import redis
 
+from lab.scenario import ROOT
 from loadgen.client import AgentClient, AgentError, run_on_agents
 from loadgen.merge import merge_results
 from loadgen.parse import parse_output
 from loadgen.spec import LoadSpec
 
-ROOT = Path(__file__).resolve().parents[2]
+from procs import RedisServer, ServerProcess, free_port, stop_group  # tests/integration/procs.py
+
 OHA_BUILD = (Path(os.environ.get("ZL_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "zerolab")
              / "oha-1.16.0" / "bin" / "oha")
 ARCH = "threaded"  # any architecture serves the same app; this one starts fastest
@@ -31,12 +31,6 @@ pytestmark = [pytest.mark.timeout(180),
 
 def oha_path():
     return os.environ.get("OHA") or shutil.which("oha") or (str(OHA_BUILD) if OHA_BUILD.exists() else None)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Process:
@@ -61,54 +55,35 @@ class Process:
         raise RuntimeError(f"{self.proc.args[:3]} not ready: {Path(self.log).read_text()[-2000:]}")
 
     def stop(self):
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
-                self.proc.wait(8)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
-            except ProcessLookupError:
-                pass
+        stop_group(self.proc, timeout=8)
 
 
 @pytest.fixture(scope="module")
 def lg_redis(tmp_path_factory):
-    port = free_port()
-    p = Process(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                 "--appendonly", "no"], tmp_path_factory.mktemp("redis") / "redis.log")
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
     try:
-        p.wait_for(r"Ready to accept connections")
-        yield port
+        yield server.port
     finally:
-        p.stop()
-
-
-def _start_server(tmp_path_factory, redis_port):
-    p = Process([sys.executable, "-m", "server", "--arch", ARCH, "--host", "127.0.0.1",
-                 "--port", "0", "--redis-port", str(redis_port)],
-                tmp_path_factory.mktemp("server") / "server.log")
-    m = p.wait_for(r"listening on [\d.]+:(\d+) arch=")
-    return p, f"http://127.0.0.1:{m.group(1)}"
+        server.stop()
 
 
 @pytest.fixture(scope="module")
-def lg_server(tmp_path_factory, lg_redis):
-    p, url = _start_server(tmp_path_factory, lg_redis)
+def lg_server(lg_redis):
+    server = ServerProcess(ARCH, lg_redis)
     try:
-        yield url
+        yield f"http://127.0.0.1:{server.port}"
     finally:
-        p.stop()
+        server.stop()
 
 
 @pytest.fixture(scope="module")
-def lg_bad_server(tmp_path_factory):
+def lg_bad_server():
     """A server whose Redis is not there: the guestbook answers 503."""
-    p, url = _start_server(tmp_path_factory, free_port())
+    server = ServerProcess(ARCH, free_port())
     try:
-        yield url
+        yield f"http://127.0.0.1:{server.port}"
     finally:
-        p.stop()
+        server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -166,13 +141,9 @@ def test_verify_fails_with_a_reason_on_a_bad_server(lg_agents, lg_bad_server):
     assert not by_name["guestbook_get"]["passed"]
     assert "503" in by_name["guestbook_get"]["detail"]
     assert by_name["static"]["passed"] and by_name["not_found"]["passed"]
-    missing = AgentClient(lg_agents[0]).verify(lg_server_url_nobody_listens(), "/index.html")
+    missing = AgentClient(lg_agents[0]).verify(f"http://127.0.0.1:{free_port()}", "/index.html")
     assert not missing["passed"]
     assert "Connection refused" in missing["checks"][0]["detail"]
-
-
-def lg_server_url_nobody_listens():
-    return f"http://127.0.0.1:{free_port()}"
 
 
 @pytest.mark.parametrize("tool", ["wrk", "oha"])

@@ -16,14 +16,9 @@ import yaml
 
 from lab.scenario import ROOT
 
-PREFIX = "zltest"
+from labcli import PREFIX, cleanup, lab  # tests/integration/labcli.py
+
 pytestmark = pytest.mark.timeout(420)
-
-
-def lab(args: list[str], results: Path, timeout: float = 360, **kw) -> subprocess.CompletedProcess:
-    env = os.environ | {"ZL_PROJECT_PREFIX": PREFIX, "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "lab", *args, "--results", str(results)], cwd=ROOT,
-                          env=env, capture_output=True, text=True, timeout=timeout, **kw)
 
 
 def only_result(results: Path, name: str) -> tuple[Path, dict]:
@@ -42,7 +37,7 @@ def leftovers() -> list[str]:
 @pytest.fixture
 def results(tmp_path):
     yield tmp_path / "results"
-    subprocess.run([sys.executable, "-m", "lab", "cleanup", "--prefix", PREFIX], cwd=ROOT, timeout=120)
+    cleanup()
 
 
 def write_scenario(tmp_path: Path, name: str, **fields) -> Path:

@@ -13,8 +13,9 @@ from urllib.parse import urlencode
 
 import pytest
 
+from lab.scenario import ROOT
+
 pytestmark = pytest.mark.timeout(60)
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def exchange(address, request, timeout=10.0):
@@ -54,9 +55,9 @@ def post(server, fields, path="/guestbook", timeout=10.0):
                     b"Content-Length: %d\r\n\r\n%s" % (path.encode(), len(body), body), timeout)
 
 
-def children_of(pid):
-    """Pids whose parent is `pid`, and whether any of them is a zombie."""
-    found = []
+def proc_stats():
+    """(pid, fields of /proc/<pid>/stat after the command name) of every process: fields[0] is
+    the state, fields[1] the parent pid, fields[2] the process group."""
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -65,24 +66,16 @@ def children_of(pid):
                 stat = f.read()
         except OSError:
             continue
-        fields = stat.rsplit(")", 1)[1].split()
-        if int(fields[1]) == pid:
-            found.append((int(entry), fields[0]))
-    return found
+        yield int(entry), stat.rsplit(")", 1)[1].split()
+
+
+def children_of(pid):
+    """Pids whose parent is `pid`, and whether any of them is a zombie."""
+    return [(child, fields[0]) for child, fields in proc_stats() if int(fields[1]) == pid]
 
 
 def group_members(pgid):
-    members = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[2]) == pgid and fields[0] != "Z":
-                members.append(int(entry))
-    return members
+    return [member for member, fields in proc_stats() if int(fields[2]) == pgid and fields[0] != "Z"]
 
 
 # Static files

@@ -6,16 +6,13 @@ left again (with the gateway bridge Swarm adds), labels it added are removed.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 
 import docker
 import pytest
 
-from lab.scenario import ROOT
+from labcli import PREFIX, cleanup, lab  # tests/integration/labcli.py
 
-PREFIX = "zltest"
 LABELS = ("zerolab.server", "zerolab.load")
 pytestmark = pytest.mark.timeout(480)
 
@@ -38,7 +35,7 @@ def single_node_swarm():
     try:
         yield client
     finally:
-        subprocess.run([sys.executable, "-m", "lab", "cleanup", "--prefix", PREFIX], cwd=ROOT, timeout=120)
+        cleanup()
         for label in added:
             docker_cli("node", "update", "--label-rm", label, node.id, check=False)
         if not was_active:
@@ -49,18 +46,15 @@ def single_node_swarm():
 
 
 def test_scenario_refuses_pinning_swarm_cannot_give(single_node_swarm, tmp_path):
-    out = subprocess.run([sys.executable, "-m", "lab", "scenario", "smoke", "--engine", "swarm",
-                          "--results", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    out = lab(["scenario", "smoke", "--engine", "swarm"], tmp_path, timeout=60, prefixed=False)
     assert out.returncode == 2
     assert "Swarm cannot pin" in out.stdout and "accept_weaker_cpu_limits" in out.stdout
     assert not list(tmp_path.glob("*/*/result.json"))  # nothing started
 
 
 def test_smoke_on_swarm_merges_two_generators_and_records_placement(single_node_swarm, tmp_path):
-    env = os.environ | {"ZL_PROJECT_PREFIX": PREFIX, "COLUMNS": "200"}
-    out = subprocess.run([sys.executable, "-m", "lab", "scenario", "smoke", "--engine", "swarm",
-                          "--accept-weaker-cpu-limits", "--results", str(tmp_path)],
-                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=420)
+    out = lab(["scenario", "smoke", "--engine", "swarm", "--accept-weaker-cpu-limits"], tmp_path,
+              timeout=420)
     assert out.returncode == 0, out.stdout + out.stderr
     [path] = list(tmp_path.glob("smoke/*/result.json"))
     doc = json.loads(path.read_text())

@@ -9,12 +9,9 @@ import pytest
 from loadgen.parse import (ParseError, byte_count, guess_tool, metric, parse_output,
                            percentile_key, time_ms)
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+from fixture_files import FIXTURES, load  # tests/unit/fixture_files.py
+
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def load(name, tool=None):
-    return parse_output((FIXTURES / name).read_text(), tool)
 
 
 @pytest.mark.parametrize("token, ms", [

@@ -1,17 +1,17 @@
 """LoadSpec validation and splitting, command lines, the Lua script, and the histogram merge."""
 import math
-from pathlib import Path
 
 import pytest
 
 from loadgen.lua import REPORT_ENV, percentile_levels, render_script
 from loadgen.merge import latency_summary, merge_results
-from loadgen.parse import empty_result, parse_output
+from loadgen.parse import empty_result
 from loadgen.spec import LoadSpec, SpecError, divide
 from loadgen.tools import build_commands, split_by_weight, wrk_threads
 from loadgen.verify import visitor_count_step
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+from fixture_files import load  # tests/unit/fixture_files.py
+
 URL = "http://server:8000"
 
 
@@ -212,7 +212,7 @@ def test_merge_by_hand():
 
 
 def test_merge_of_a_fixture_with_itself_keeps_its_percentiles():
-    r = parse_output((FIXTURES / "wrk2/wrk2_preforked_c20_R1000_latency.txt").read_text())
+    r = load("wrk2/wrk2_preforked_c20_R1000_latency.txt")
     m = merge_results([r, r])
     assert m["requests"] == 2 * 11961
     assert m["requests_per_sec"] == pytest.approx(2 * 996.74)
@@ -223,8 +223,8 @@ def test_merge_of_a_fixture_with_itself_keeps_its_percentiles():
 
 
 def test_merge_with_a_dead_generator_and_uncorrected_latency():
-    dead = parse_output((FIXTURES / "wrk2/wrk2_iterative_c50_R2000_errors.txt").read_text())
-    over = parse_output((FIXTURES / "wrk2/wrk2_preforked_c100_R5000_overload_u_latency.txt").read_text())
+    dead = load("wrk2/wrk2_iterative_c50_R2000_errors.txt")
+    over = load("wrk2/wrk2_preforked_c100_R5000_overload_u_latency.txt")
     m = merge_results([dead, over])
     assert m["requests"] == 27872 and m["errors"]["timeout"] == 300
     assert m["latency"]["mean_ms"] == 5344.355   # the dead run recorded no latency
@@ -234,7 +234,7 @@ def test_merge_with_a_dead_generator_and_uncorrected_latency():
 
 
 def test_merge_without_spectrum_uses_percentiles_and_max():
-    r = parse_output((FIXTURES / "wrk/wrk_preforked_c20_latency.txt").read_text())
+    r = load("wrk/wrk_preforked_c20_latency.txt")
     m = merge_results([r])
     assert m["latency"]["percentiles_ms"]["50"] == pytest.approx(10.58, rel=2e-3)
     assert m["latency"]["max_ms"] == 93.75

@@ -12,6 +12,7 @@ import json
 import math
 import os
 import shutil
+from contextlib import contextmanager
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -48,6 +49,17 @@ def cells_a():
 def cell(cells, arch, conc):
     (c,) = [c for c in cells if c.arch == arch and c.connections == conc]
     return c
+
+
+@contextmanager
+def edited_copy(src, dest):
+    """Copies the result folder src to dest and yields its result.json as a dict, to be edited
+    in the with block; the edited document is written back at its end."""
+    shutil.copytree(src, dest)
+    path = dest / "result.json"
+    data = json.loads(path.read_text())
+    yield data
+    path.write_text(json.dumps(data))
 
 
 # --- the article's table ---------------------------------------------------------------------
@@ -181,10 +193,8 @@ def test_result_dirs_and_latest(tmp_path):
 
 def test_pending_runs_are_not_results(tmp_path):
     d = tmp_path / "r"
-    shutil.copytree(A, d)
-    data = json.loads((d / "result.json").read_text())
-    data["runs"][0]["status"] = "pending"
-    (d / "result.json").write_text(json.dumps(data))
+    with edited_copy(A, d) as data:
+        data["runs"][0]["status"] = "pending"
     assert len(load_result(d).runs) == len(data["runs"]) - 1
 
 
@@ -222,6 +232,13 @@ class Refs(HTMLParser):
                 self.refs.append(value or "")
 
 
+def refs_of(text):
+    """A Refs parser fed with the whole of text."""
+    parser = Refs()
+    parser.feed(text)
+    return parser
+
+
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
     out = tmp_path_factory.mktemp("report")
@@ -245,8 +262,7 @@ def test_report_files_exist_and_are_not_empty(report):
 def test_report_html_needs_no_network(report):
     _out, html = report
     text = html.read_text()
-    parser = Refs()
-    parser.feed(text)
+    parser = refs_of(text)
     assert parser.refs, "the plots are embedded as images"
     for ref in parser.refs:
         assert ref.startswith(("data:", "#")), ref
@@ -258,8 +274,7 @@ def test_report_html_needs_no_network(report):
 def test_report_html_contents(report):
     _out, html = report
     text = html.read_text()
-    parser = Refs()
-    parser.feed(text)
+    parser = refs_of(text)
     images = [r for r in parser.refs if r.startswith("data:image/png;base64,")]
     assert len(images) == 2 + 3 + 18 + 1  # throughput x2, latency per level, per run, CPU
     assert "Reproduction score" in text and "Kendall" in text
@@ -272,22 +287,20 @@ def test_report_html_contents(report):
     assert "Test CPU @ 3.0GHz" in text and "sha256:1111" in text  # environment block
 
 
-def test_failed_and_unfinished_runs_do_not_break_the_report(tmp_path):
+def test_failed_and_unfinished_runs_do_not_break_the_report(tmp_path, table):
     d = tmp_path / "r"
-    shutil.copytree(A, d)
-    data = json.loads((d / "result.json").read_text())
-    data["status"] = "interrupted"
-    failed = data["runs"][0]
-    failed.update(status="failed", requests_per_sec=None, requests=None, latency_ms=None,
-                  latency_spectrum=None, validity=None, error="agent loadgen-1 unreachable")
-    data["runs"][1].update(status="pending", requests_per_sec=None, latency_ms=None)
-    (d / "result.json").write_text(json.dumps(data))
+    with edited_copy(A, d) as data:
+        data["status"] = "interrupted"
+        failed = data["runs"][0]
+        failed.update(status="failed", requests_per_sec=None, requests=None, latency_ms=None,
+                      latency_spectrum=None, validity=None, error="agent loadgen-1 unreachable")
+        data["runs"][1].update(status="pending", requests_per_sec=None, latency_ms=None)
     (d / "stats.csv").unlink()
     text = build_report([d], tmp_path / "out").read_text()
     assert "agent loadgen-1 unreachable" in text and "status failed" in text
     assert "No stats.csv samples" in text
     # preforked at 100 lost both repeats: no figure there, and 100 is scored on the other two.
-    (s,) = score(group_cells(load_result(d).runs), load_article_table())
+    (s,) = score(group_cells(load_result(d).runs), table)
     assert set([lv for lv in s.levels if lv.connections == 100][0].ours) == {"threaded", "poll"}
 
 
@@ -346,8 +359,7 @@ def test_compare_values_and_noise(tmp_path):
     out = console.export_text()
     assert "beyond noise" in out and "within noise" in out and "+15.0%" in out
     text = html.read_text()
-    parser = Refs()
-    parser.feed(text)
+    parser = refs_of(text)
     assert all(ref.startswith(("data:", "#")) for ref in parser.refs)
     assert "http://" not in text and "https://" not in text
     assert "+15.0%" in text and "10.0%" in text
@@ -357,10 +369,8 @@ def test_compare_without_repeats_says_noise_unknown(tmp_path):
     one = []
     for src in (A, B):
         d = tmp_path / src.name
-        shutil.copytree(src, d)
-        data = json.loads((d / "result.json").read_text())
-        data["runs"] = [r for r in data["runs"] if r["params"]["repeat"] == 0]
-        (d / "result.json").write_text(json.dumps(data))
+        with edited_copy(src, d) as data:
+            data["runs"] = [r for r in data["runs"] if r["params"]["repeat"] == 0]
         one.append(d)
     comp = compare(load_results([one[0]]), load_results([one[1]]))
     assert comp.noise.value is None and comp.noise_text == NO_REPEATS

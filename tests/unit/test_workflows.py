@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lab.scenario import ROOT, available_scenarios
+from lab.scenario import ARCHITECTURES, ROOT, available_scenarios
 
 pytestmark = pytest.mark.timeout(120)
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
@@ -25,7 +25,7 @@ def test_scenario_matrix_names_existing_scenarios():
     missing = sorted(set(matrix) - set(available_scenarios()))
     assert not missing, f"scenarios.yml names scenarios with no file in scenarios/: {missing}"
     # Every architecture has its short run in the matrix.
-    archs = {"iterative", "forking", "preforked", "threaded", "prethreaded", "poll", "epoll"}
+    archs = set(ARCHITECTURES)
     assert archs <= {name.split("-")[0] for name in matrix}
 
 
