@@ -2,14 +2,15 @@
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
+from lab.environment import ENGINES
 from lab.scenario import ROOT, ScenarioError, available_scenarios, load_scenario
+from lab.validity import error_count
 
 RESULTS_ROOT = ROOT / "results"
 console = Console()
@@ -21,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("scenario", help="run a scenario end to end")
     p.add_argument("name", nargs="?", default="", help="scenarios/<name>.yaml, or a path")
-    p.add_argument("--engine", default="compose", choices=("compose", "swarm"))
+    p.add_argument("--engine", default="compose", choices=ENGINES)
     p.add_argument("--fresh", action="store_true", help="start a new result instead of resuming")
     p.add_argument("--results", type=Path, default=RESULTS_ROOT)
     p.add_argument("--accept-weaker-cpu-limits", action="store_true",
@@ -134,7 +135,7 @@ def print_summary(doc: dict) -> None:
         if r["status"] != "complete":
             table.add_row(r["id"], "", "", "", f"[red]{r['status']}[/red] {r.get('error') or ''}")
             continue
-        errors = sum(v or 0 for v in r["errors"].values())
+        errors = error_count(r["errors"])
         valid = "[green]yes[/green]" if r["validity"]["valid"] else "[yellow]no[/yellow]: " + "; ".join(
             r["validity"]["reasons"])
         p99 = (r.get("latency_ms") or {}).get("p99")
@@ -144,26 +145,28 @@ def print_summary(doc: dict) -> None:
 
 
 def cmd_verify(args) -> int:
-    from lab.environment.compose import ComposeEnvironment
+    from lab.environment import environment_factory
     from lab.environment.infra_checks import run_infra_checks
     from lab.plan import plan_runs
+    from lab.runner import compose_project_name
 
     _require_name(args.name)
     run = plan_runs(load_scenario(args.name))[0]
-    project = re.sub(r"[^a-z0-9-]", "", f"zl-verify-{args.name}".lower())[:60]
-    with ComposeEnvironment(project, run.variables(), generators=run.generators) as env:
+    project = compose_project_name(f"zl-verify-{args.name}")
+    with environment_factory("compose")(run, project) as env:
         env.up()
-        code = run_infra_checks(env, infra_expectation(run, project))
+        code = run_infra_checks(env, infra_expectation(run))
     console.print("[green]environment verified[/green]" if code == 0 else f"[red]checks failed ({code})[/red]")
     return code
 
 
-def infra_expectation(run, project: str) -> dict:
-    """What tests/infra must find in a running environment of this run."""
+def infra_expectation(run) -> dict:
+    """What tests/infra must find in a running environment of this run (run_infra_checks adds
+    the project and the number of generators)."""
     return {
-        "project": project, "arch": run.arch, "workers": run.workers, "backlog": run.backlog,
+        "arch": run.arch, "workers": run.workers, "backlog": run.backlog,
         "cpusets": dict(run.cpusets), "mem_bytes": {k: size_bytes(v) for k, v in run.memory.items()},
-        "nofile": run.nofile, "generators": run.generators,
+        "nofile": run.nofile,
         "sysctls": {
             "server": {"net.core.somaxconn": str(run.sysctls["somaxconn"])},
             "loadgen": {"net.ipv4.ip_local_port_range": str(run.sysctls["ip_local_port_range"]),

@@ -4,9 +4,9 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
-from lab.scenario import Scenario, resolved_constraints
+from lab.scenario import Scenario, resolved_constraints, swept
 
 
 @dataclass(frozen=True)
@@ -29,10 +29,10 @@ class RunPlan:
     mix: dict[str, float]
     static_path: str
     generators: int
-    cpusets: dict[str, str] = field(default_factory=dict)
-    memory: dict[str, str] = field(default_factory=dict)
-    nofile: int = 20_000
-    sysctls: dict[str, object] = field(default_factory=dict)
+    cpusets: dict[str, str]
+    memory: dict[str, str]
+    nofile: int
+    sysctls: dict[str, object]  # every Sysctls field (resolved_constraints always fills them)
 
     def params(self) -> dict:
         """What result.json records of this run."""
@@ -65,9 +65,9 @@ class RunPlan:
             "ZL_BACKLOG": str(self.backlog),
             "ZL_READ_TIMEOUT": f"{self.read_timeout_s:g}",
             "ZL_NOFILE": str(self.nofile),
-            "ZL_SOMAXCONN": str(self.sysctls.get("somaxconn", 4096)),
-            "ZL_PORT_RANGE": str(self.sysctls.get("ip_local_port_range", "1024 65000")),
-            "ZL_TW_REUSE": str(self.sysctls.get("tcp_tw_reuse", 1)),
+            "ZL_SOMAXCONN": str(self.sysctls["somaxconn"]),
+            "ZL_PORT_RANGE": str(self.sysctls["ip_local_port_range"]),
+            "ZL_TW_REUSE": str(self.sysctls["tcp_tw_reuse"]),
         }
         for service, cpuset in self.cpusets.items():
             v[f"ZL_{service.upper()}_CPUSET"] = cpuset
@@ -77,10 +77,9 @@ class RunPlan:
 
 
 def plan_runs(s: Scenario) -> list[RunPlan]:
-    sweep = s.sweep
-    archs = (sweep.arch if sweep and sweep.arch else None) or [s.server.arch]
-    levels = (sweep.connections if sweep and sweep.connections else None) or [s.load.connections]
-    rates = (sweep.rate if sweep and sweep.rate else None) or [s.load.rate]
+    archs = swept(s, "arch", [s.server.arch])
+    levels = swept(s, "connections", [s.load.connections])
+    rates = swept(s, "rate", [s.load.rate])
     c = resolved_constraints(s)
     sysctls = c["sysctls"].model_dump()
     runs = []

@@ -53,8 +53,8 @@ class Progress:
         self.phase_text = text
         self._refresh()
 
-    def measuring(self, elapsed: float, duration: float, rate: float | None) -> None:
-        self.elapsed, self.duration = elapsed, duration
+    def measuring(self, elapsed: float, rate: float | None) -> None:
+        self.elapsed = elapsed
         if rate is not None:
             self.rate = rate
         self._refresh()

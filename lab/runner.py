@@ -55,7 +55,12 @@ def sigterm_as_interrupt():
 
 def project_name(scenario: str, result_id: str, run: RunPlan) -> str:
     """A compose project of its own per run, so parallel or leftover runs never collide."""
-    raw = f"{os.environ.get('ZL_PROJECT_PREFIX', 'zl')}-{scenario}-{result_id}-{run.index}"
+    prefix = os.environ.get("ZL_PROJECT_PREFIX", "zl")
+    return compose_project_name(f"{prefix}-{scenario}-{result_id}-{run.index}")
+
+
+def compose_project_name(raw: str) -> str:
+    """`raw` as a name compose keeps unchanged: lowercase letters, digits and '-', at most 60."""
     return re.sub(r"[^a-z0-9-]", "", raw.lower())[:60]
 
 
@@ -116,23 +121,23 @@ def execute_run(store: ResultStore, run: RunPlan, make_environment: EnvironmentF
             _load(agents, f"{run.id}-warmup", warmup, progress=None)
 
         before = settled_counters(agents[0])
-        sampler = StatsSampler(env.containers(), run.id).start()
+        containers = env.containers()
+        sampler = StatsSampler(containers, run.id).start()
         try:
             progress.phase("measuring")
             results = _load(agents, run.id, run.load_spec(SERVER_URL),
                             progress=lambda elapsed: progress.measuring(
-                                elapsed, run.duration_s, _rate_so_far(agents[0], before, elapsed, run)))
+                                elapsed, _rate_so_far(agents[0], before, elapsed, run)))
         finally:
             stats = sampler.stop()
         after = settled_counters(agents[0])
-        fields = summarise(run, results, stats, before, after, verification, env)
+        fields = summarise(run, results, stats, before, after, verification, containers)
         return RunOutcome(fields, stats)
     except KeyboardInterrupt:
-        _stop_all(agents, run.id)
+        # run_on_agents has already stopped the generators
         store.record_run(run.id, {"status": "interrupted", "error": "interrupted by the user"})
         raise
     except Exception as exc:  # one failed run must not lose the others
-        _stop_all(agents, run.id)
         reason = str(exc) if isinstance(exc, RunFailed) else f"{type(exc).__name__}: {exc}"
         return RunOutcome({
             "status": "failed", "error": reason,
@@ -185,14 +190,6 @@ def settled_counters(agent: AgentClient, quiet_s: float = 0.5, limit_s: float = 
     return last
 
 
-def _stop_all(agents: list[AgentClient], run_id: str) -> None:
-    for agent in agents:
-        try:
-            agent.stop(run_id)
-        except Exception:  # an agent already gone has nothing left to stop
-            pass
-
-
 def _rate_so_far(agent: AgentClient, before: dict, elapsed: float, run: RunPlan) -> float | None:
     """Requests/second so far, from the visitor counter the guestbook GETs raise."""
     share = run.mix.get("guestbook_get", 0) / max(1e-9, sum(run.mix.values()))
@@ -206,7 +203,7 @@ def _rate_so_far(agent: AgentClient, before: dict, elapsed: float, run: RunPlan)
 
 
 def summarise(run: RunPlan, generators: list[dict], stats: list[dict], before: dict, after: dict,
-              verification: dict, env) -> dict:
+              verification: dict, containers: dict[str, list]) -> dict:
     results = [g["result"] for g in generators if g.get("result")]
     if len(results) < len(generators):
         missing = [g["agent"] for g in generators if not g.get("result")]
@@ -219,7 +216,7 @@ def summarise(run: RunPlan, generators: list[dict], stats: list[dict], before: d
     if all(r.get("requests_by_kind") for r in results):
         sent = sum(int(r["requests_by_kind"].get("guestbook_get", 0)) for r in results)
     delta = after["visitor_count"] - before["visitor_count"]
-    cores = _generator_cores(run, env)
+    cores = _generator_cores(run, containers)
     cpu = busiest_share(stats, "loadgen", cores, start_s=1.5, end_s=run.duration_s + START_DELAY_S)
     if run.cpusets.get("loadgen") and len(cpu) > 1:
         # Generators pinned to the same CPUs compete for them: judge their sum too.
@@ -241,8 +238,8 @@ def summarise(run: RunPlan, generators: list[dict], stats: list[dict], before: d
     }
 
 
-def _generator_cores(run: RunPlan, env) -> dict[str, int]:
+def _generator_cores(run: RunPlan, containers: dict[str, list]) -> dict[str, int]:
     cpuset = run.cpusets.get("loadgen")
     n = len(parse_cpuset(cpuset)) if cpuset else (os.cpu_count() or 1)
-    return {c.name: n for c in env.containers().get("loadgen", [])}
+    return {c.name: n for c in containers.get("loadgen", [])}
 

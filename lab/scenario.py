@@ -13,6 +13,8 @@ from typing import Literal, Optional
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from loadgen.spec import MODES, TOOLS
+
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIO_DIR = ROOT / "scenarios"
 PROFILE_DIR = ROOT / "compose" / "profiles"
@@ -23,7 +25,8 @@ NOFILE_HARD_LIMIT = 20_000  # above it a container fails to start on this kind o
 # Descriptors a generator needs beyond its connections (stdio, epoll, timers, script files).
 GENERATOR_FD_MARGIN = 64
 
-Arch = Literal["iterative", "forking", "preforked", "threaded", "prethreaded", "poll", "epoll"]
+Arch = Literal[ARCHITECTURES]
+Service = Literal[SERVICES]
 
 
 class ScenarioError(Exception):
@@ -67,8 +70,8 @@ class Sysctls(Strict):
 
 class Constraints(Strict):
     profile: Optional[str] = Field(None, description="a file compose/profiles/<name>.env")
-    cpusets: dict[Literal["server", "redis", "loadgen"], str] = {}
-    memory: dict[Literal["server", "redis", "loadgen"], str] = {}
+    cpusets: dict[Service, str] = {}
+    memory: dict[Service, str] = {}
     nofile: Optional[int] = Field(None, ge=1024, le=NOFILE_HARD_LIMIT)
     sysctls: Optional[Sysctls] = None
 
@@ -101,8 +104,8 @@ class Mix(Strict):
 
 
 class Load(Strict):
-    tool: Literal["wrk", "wrk2", "oha"] = "wrk"
-    mode: Literal["closed", "open"] = "closed"
+    tool: Literal[TOOLS] = "wrk"
+    mode: Literal[MODES] = "closed"
     connections: int = Field(20, ge=1, le=100_000)
     rate: Optional[int] = Field(None, ge=1, description="total requests/second, open mode only")
     threads: int = Field(2, ge=1, le=64)
@@ -145,6 +148,11 @@ class Scenario(Strict):
     sweep: Optional[Sweep] = None
     # Swarm cannot pin CPUs; a scenario must accept the weaker limits explicitly to run there.
     accept_weaker_cpu_limits: bool = False
+
+
+def swept(s: Scenario, name: str, default):
+    """The sweep's values of field `name`, or `default` when the scenario does not sweep it."""
+    return (getattr(s.sweep, name) if s.sweep else None) or default
 
 
 # ---------------------------------------------------------------- loading
@@ -281,7 +289,7 @@ def resolved_constraints(s: Scenario) -> dict[str, object]:
 def check_consistency(s: Scenario, host_cpus: Optional[set[int]] = None) -> list[str]:
     problems: list[str] = []
     load = s.load
-    rates = (s.sweep.rate if s.sweep and s.sweep.rate else None) or ([load.rate] if load.rate else [])
+    rates = swept(s, "rate", [load.rate] if load.rate else [])
     if load.mode == "open" and not rates:
         problems.append("load.rate: an open-mode run needs a rate (total requests/second); "
                         "set load.rate or sweep.rate, or use mode: closed")
@@ -312,11 +320,12 @@ def check_consistency(s: Scenario, host_cpus: Optional[set[int]] = None) -> list
     nofile = int(constraints["nofile"])
     if nofile > NOFILE_HARD_LIMIT:
         problems.append(f"constraints.nofile: {nofile} is above this host's hard limit {NOFILE_HARD_LIMIT}")
-    levels = (s.sweep.connections if s.sweep and s.sweep.connections else None) or [load.connections]
-    for connections in levels:
+    levels = swept(s, "connections", None)
+    field = "sweep.connections" if levels else "load.connections"
+    kinds = sum(1 for w in load.mix.model_dump().values() if w > 0)
+    for connections in levels or [load.connections]:
         per_generator = -(-connections // s.generators)
         if per_generator + GENERATOR_FD_MARGIN > nofile:
-            field = "sweep.connections" if s.sweep and s.sweep.connections else "load.connections"
             problems.append(
                 f"{field}: {connections} connections over {s.generators} generator(s) need "
                 f"{per_generator + GENERATOR_FD_MARGIN} open files each, above nofile={nofile}; "
@@ -326,7 +335,6 @@ def check_consistency(s: Scenario, host_cpus: Optional[set[int]] = None) -> list
             problems.append(f"load.threads: {load.threads} threads need at least as many connections "
                             f"(got {connections}); lower load.threads")
             break
-        kinds = sum(1 for w in load.mix.model_dump().values() if w > 0)
         if load.tool == "oha" and connections < s.generators * kinds:
             problems.append(f"load.connections: oha runs one process per request kind, so {kinds} kinds "
                             f"over {s.generators} generator(s) need at least {s.generators * kinds} "

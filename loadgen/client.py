@@ -82,27 +82,26 @@ def run_on_agents(urls, spec, start_delay_s=2.0, on_progress=None, timeout=None,
     and wait for all. Returns one dict per agent, in the order of urls:
     {"agent", "spec", "state", "elapsed_s", "raw_output", "result", "error"}.
     on_progress(elapsed_s, [status dicts]) is called after every poll. On an exception or
-    KeyboardInterrupt every started run is stopped before it propagates; past timeout
+    KeyboardInterrupt the run is stopped on every agent before it propagates; past timeout
     (default: the run's hard timeout plus the start delay) the runs are stopped and returned."""
     spec = spec if isinstance(spec, LoadSpec) else LoadSpec.from_dict(spec)
     clients = [AgentClient(u) for u in urls]
     shares = spec.split(len(clients))
     run_id = run_id or uuid.uuid4().hex[:12]
     timeout = timeout or hard_timeout_s(spec) + start_delay_s + 10
-    started = []
     t0 = time.monotonic()
     try:
         start_at = time.time() + start_delay_s
         for client, share in zip(clients, shares):
             client.start(run_id, share, start_at)
-            started.append(client)
         statuses = _poll_until_final(clients, run_id, t0 + timeout, on_progress, poll_s, t0)
         if statuses is None:  # past the deadline
             statuses = [c.stop(run_id) for c in clients]
             for s in statuses:
                 s["error"] = s.get("error") or f"stopped: the run did not finish within {timeout:.0f} s"
     except BaseException:
-        _stop_quietly(started, run_id)
+        # All of them: a start that timed out may still have started its run.
+        _stop_quietly(clients, run_id)
         raise
     return [{"agent": c.url, "spec": share.to_dict(), "state": s["state"],
              "elapsed_s": s.get("elapsed_s"), "raw_output": s.get("raw_output", ""),
@@ -126,5 +125,5 @@ def _stop_quietly(clients, run_id):
     for c in clients:
         try:
             c.stop(run_id)
-        except AgentError:
-            pass  # an unreachable agent's tool still ends at its own hard timeout
+        except Exception:  # 404: never started; unreachable: its tool ends at its own hard timeout
+            pass

@@ -9,11 +9,9 @@ ENGINES = ("compose", "swarm")
 def environment_factory(engine: str) -> Callable:
     """A function (run, project) -> environment for the chosen engine."""
     if engine == "compose":
-        from lab.environment.compose import ComposeEnvironment
-
-        return lambda run, project: ComposeEnvironment(project, run.variables(), generators=run.generators)
-    if engine == "swarm":
-        from lab.environment.swarm import SwarmEnvironment
-
-        return lambda run, project: SwarmEnvironment(project, run.variables(), generators=run.generators)
-    raise ValueError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")
+        from lab.environment.compose import ComposeEnvironment as environment
+    elif engine == "swarm":
+        from lab.environment.swarm import SwarmEnvironment as environment
+    else:
+        raise ValueError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")
+    return lambda run, project: environment(project, run.variables(), generators=run.generators)

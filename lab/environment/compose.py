@@ -18,15 +18,21 @@ from typing import Optional
 import docker
 import docker.errors
 
-ROOT = Path(__file__).resolve().parents[2]
-SERVICES = ("redis", "server", "loadgen")
+from lab.cleanup import PROJECT_LABEL
+from lab.scenario import ROOT
+
+SERVICES = ("redis", "server", "loadgen")  # in start order
 AGENT_PORT = 9100
-PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
 NUMBER_LABEL = "com.docker.compose.container-number"
 # Compose lowercases project names and drops other characters; accepting only names it keeps
 # as they are means the label always equals the name we were given.
 PROJECT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+
+
+def replicas(generators: int) -> dict[str, int]:
+    """Containers (tasks) per service of a run with `generators` load generators."""
+    return {"redis": 1, "server": 1, "loadgen": generators}
 
 
 class ComposeError(RuntimeError):
@@ -127,7 +133,7 @@ class ComposeEnvironment:
             raise ComposeError(f"image(s) {', '.join(missing)} not found: run `make images` first")
 
     def _wait_healthy(self, deadline: float, timeout_s: float) -> None:
-        expected = {"redis": 1, "server": 1, "loadgen": self.generators}
+        expected = replicas(self.generators)
         while True:
             by_service = self.containers()
             pending = []

@@ -13,10 +13,11 @@ import time
 import docker
 from docker.errors import APIError, NotFound
 
+from lab.cleanup import STACK_LABEL
+from lab.environment.compose import AGENT_PORT, SERVICES, replicas
 from lab.scenario import ROOT, Scenario, ScenarioError, parse_cpuset, resolved_constraints
 
 STACK_FILE = ROOT / "compose" / "swarm-stack.yml"
-SERVICES = ("redis", "server", "loadgen")
 SERVER_LABEL, LOAD_LABEL = "zerolab.server", "zerolab.load"
 
 
@@ -54,7 +55,7 @@ class SwarmEnvironment:
         a core each), so reservations never exceed what the sets hold."""
         v = dict(self.variables)
         v["ZL_GENERATORS"] = str(self.generators)
-        tasks = {"redis": 1, "server": 1, "loadgen": self.generators}
+        tasks = replicas(self.generators)
         sharing: dict[str, int] = {}
         for service in SERVICES:
             cpuset = v.get(f"ZL_{service.upper()}_CPUSET")
@@ -83,8 +84,8 @@ class SwarmEnvironment:
         subprocess.run(["docker", "stack", "rm", self.project], capture_output=True, text=True, timeout=60)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            left = self.client.containers.list(all=True, filters={"label": f"com.docker.stack.namespace={self.project}"})
-            nets = self.client.networks.list(filters={"label": f"com.docker.stack.namespace={self.project}"})
+            left = self.client.containers.list(all=True, filters={"label": f"{STACK_LABEL}={self.project}"})
+            nets = self.client.networks.list(filters={"label": f"{STACK_LABEL}={self.project}"})
             if not left and not nets:
                 return
             for net in nets if not left else []:
@@ -98,18 +99,19 @@ class SwarmEnvironment:
 
     def agent_urls(self) -> list[str]:
         urls = []
+        here = self.client.info().get("Name")
         for task in self._tasks("loadgen"):
             ports = (task.get("Status", {}).get("PortStatus") or {}).get("Ports") or []
-            port = next((p["PublishedPort"] for p in ports if p.get("TargetPort") == 9100), None)
+            port = next((p["PublishedPort"] for p in ports if p.get("TargetPort") == AGENT_PORT), None)
             if port is None:
                 raise RuntimeError(f"generator task {task['ID'][:12]} publishes no agent port")
-            urls.append(f"http://{self._node_address(task['NodeID'])}:{port}")
+            urls.append(f"http://{self._node_address(task['NodeID'], here)}:{port}")
         return urls
 
     def containers(self) -> dict[str, list]:
         """Containers on this node, per service (stats of other nodes need their own engine)."""
         found: dict[str, list] = {s: [] for s in SERVICES}
-        for c in self.client.containers.list(filters={"label": f"com.docker.stack.namespace={self.project}"}):
+        for c in self.client.containers.list(filters={"label": f"{STACK_LABEL}={self.project}"}):
             service = c.labels.get("com.docker.swarm.service.name", "").removeprefix(f"{self.project}_")
             if service in found:
                 found[service].append(c)
@@ -166,29 +168,31 @@ class SwarmEnvironment:
             return []
         return [t for t in svc.tasks() if t.get("DesiredState") == "running"]
 
-    def _node_address(self, node_id: str) -> str:
+    def _node_address(self, node_id: str, here: str | None) -> str:
+        """`here`: this machine's node name (client.info()["Name"])."""
         node = self.client.nodes.get(node_id)
-        if node.attrs["Description"]["Hostname"] == self.client.info().get("Name"):
+        if node.attrs["Description"]["Hostname"] == here:
             return "127.0.0.1"  # this machine's own tasks
         return node.attrs["Status"]["Addr"]
 
     def _wait_running(self, timeout_s: float) -> None:
         """Swarm holds a task in 'starting' until its healthcheck passes, then 'running'."""
-        want = {"redis": 1, "server": 1, "loadgen": self.generators}
+        want = replicas(self.generators)
         deadline = time.monotonic() + timeout_s
         pending_since: float | None = None
         while True:
-            states = {s: [t["Status"]["State"] for t in self._tasks(s)] for s in SERVICES}
+            tasks = {s: self._tasks(s) for s in SERVICES}
+            states = {s: [t["Status"]["State"] for t in tasks[s]] for s in SERVICES}
             if all(states[s].count("running") >= n for s, n in want.items()):
                 return
-            failed = [(s, t) for s in SERVICES for t in self._tasks(s)
+            failed = [(s, t) for s in SERVICES for t in tasks[s]
                       if t["Status"]["State"] in ("failed", "rejected", "shutdown", "complete")]
             if failed:
                 s, t = failed[0]
                 raise RuntimeError(f"{s} task {t['Status']['State']}: {t['Status'].get('Err') or t['Status'].get('Message')}")
             # A task the scheduler cannot place says why (no node with the label, not enough
             # CPUs or memory); waiting longer will not change that.
-            unplaced = [(s, t) for s in SERVICES for t in self._tasks(s)
+            unplaced = [(s, t) for s in SERVICES for t in tasks[s]
                         if t["Status"]["State"] == "pending" and t["Status"].get("Err")]
             pending_since = (pending_since or time.monotonic()) if unplaced else None
             if unplaced and time.monotonic() - pending_since > 15:

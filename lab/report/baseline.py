@@ -6,7 +6,7 @@ import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ARCHS = ("iterative", "forking", "preforked", "threaded", "prethreaded", "poll", "epoll")
+from lab.scenario import ARCHITECTURES as ARCHS
 WIDE = "wide variations"
 TABLE_PATH = Path(__file__).with_name("article_table.csv")
 

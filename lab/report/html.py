@@ -8,6 +8,8 @@ from datetime import datetime, timezone
 from html import escape
 from pathlib import Path
 
+from lab.validity import error_count
+
 from .baseline import WIDE, ArticleTable
 from .cells import Cell, variant_label
 from .load import Result, Run
@@ -159,8 +161,7 @@ def runs_table(runs: list[Run]) -> str:
     rows = []
     for r in runs:
         lat = r.latency_ms
-        errors = r.raw.get("errors") or {}
-        n_err = sum(v for v in errors.values() if isinstance(v, (int, float)))
+        n_err = error_count(r.raw.get("errors") or {})
         rows.append(([f"<span class=nw>{esc(r.id)}</span>", esc(r.result_id), esc(r.arch), fmt_num(r.connections),
                       esc(r.repeat), esc(r.status), fmt_num(r.requests_per_sec),
                       fmt_num(lat.get("p50"), 1), fmt_num(lat.get("p99"), 1),

@@ -49,7 +49,6 @@ class StatRow:
     service: str
     container: str
     cpu_percent: float | None
-    mem_bytes: float | None
 
 
 @dataclass
@@ -132,7 +131,6 @@ def read_stats(path: Path) -> list[StatRow]:
                 service=r.get("service") or "",
                 container=r.get("container") or r.get("service") or "",
                 cpu_percent=_float(r.get("cpu_percent")),
-                mem_bytes=_float(r.get("mem_bytes")),
             ))
     return rows
 

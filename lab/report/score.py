@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .baseline import ArticleTable
 from .cells import Cell, arch_order, variants
@@ -74,10 +74,6 @@ class LevelScore:
     tau: float | None
     note: str = ""
 
-    @property
-    def archs(self) -> list[str]:
-        return sorted(self.ours, key=arch_order)
-
     def order(self, source: str) -> list[str]:
         figures = self.ours if source == "ours" else self.article
         return sorted(figures, key=lambda a: (-figures[a], arch_order(a)))
@@ -90,7 +86,6 @@ class CollapseRow:
     article_same_levels: int | None
     article_full: int | None
     ours_peak: tuple[int, float] | None
-    levels: list[int] = field(default_factory=list)
 
     @property
     def agrees(self) -> bool:
@@ -151,7 +146,6 @@ def score_variant(cells: list[Cell], table: ArticleTable, variant: tuple = ()) -
             article_same_levels=collapse_point(same),
             article_full=collapse_point(table.numeric_series(arch)),
             ours_peak=peak,
-            levels=sorted(ours_series),
         ))
     return Score(variant=variant, levels=levels, collapses=collapses)
 
