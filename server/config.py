@@ -9,8 +9,10 @@ class Config:
     __slots__ = ("arch", "host", "port", "redis_host", "redis_port", "workers", "backlog", "root",
                  "read_timeout", "edge_triggered")
 
-    def __init__(self, arch, host="0.0.0.0", port=8000, redis_host="127.0.0.1", redis_port=6379,
-                 workers=100, backlog=10, root="", read_timeout=5.0, edge_triggered=False):
+    # Only edge_triggered has a default (from_argv() omits it when off): parse_args() owns the
+    # other defaults.
+    def __init__(self, arch, host, port, redis_host, redis_port, workers, backlog, root, read_timeout,
+                 edge_triggered=False):
         self.arch = arch
         self.host = host
         self.port = port
@@ -27,7 +29,7 @@ class Config:
         argv = []
         for name, convert in _OPTIONS.items():
             value = getattr(self, name)
-            argv += [f"--{name.replace('_', '-')}", repr(value) if convert is float else str(value)]
+            argv += [_FLAGS[name], repr(value) if convert is float else str(value)]
         if self.edge_triggered:
             argv.append("--edge-triggered")
         return argv
@@ -44,7 +46,7 @@ class Config:
         if len(rest) != 2 * len(_OPTIONS):
             return None
         for (name, convert), flag, text in zip(_OPTIONS.items(), rest[::2], rest[1::2]):
-            if flag != f"--{name.replace('_', '-')}":
+            if flag != _FLAGS[name]:
                 return None
             try:
                 values[name] = convert(text)
@@ -67,6 +69,8 @@ class Config:
 # Every option that takes a value, in to_argv() order, with the type it converts to.
 _OPTIONS = {"arch": str, "host": str, "port": int, "redis_host": str, "redis_port": int,
             "workers": int, "backlog": int, "root": str, "read_timeout": float}
+# Their command-line spelling, built once for to_argv() and from_argv().
+_FLAGS = {name: f"--{name.replace('_', '-')}" for name in _OPTIONS}
 
 
 def parse_args(argv=None):

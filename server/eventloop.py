@@ -6,7 +6,6 @@ The poller (poll.py or epoll.py) is the only part that differs between the two s
 """
 import collections
 import errno
-import ipaddress
 import os
 import socket
 import time
@@ -14,14 +13,15 @@ import time
 import hiredis
 
 from server.app import App
-from server.runtime import LINGER_BYTES, LINGER_SECONDS, ServerStop, announce, listen, log_error, stop_on_signals
+from server.redis_link import CONNECT_TIMEOUT as REDIS_CONNECT_TIMEOUT
+from server.redis_link import IO_TIMEOUT as REDIS_REPLY_TIMEOUT
+from server.runtime import (ACCEPT_EXHAUSTED, LINGER_BYTES, LINGER_SECONDS, ServerStop, announce, listen,
+                            log_error, stop_on_signals)
 
 READ = 0x001    # POLLIN == EPOLLIN
 WRITE = 0x004   # POLLOUT == EPOLLOUT
 RECV_SIZE = 65536
 ACCEPT_BATCH = 64
-REDIS_CONNECT_TIMEOUT = 1.0
-REDIS_REPLY_TIMEOUT = 2.0
 REDIS_RETRY_DELAY = 0.1
 
 
@@ -119,7 +119,7 @@ class EventLoop:
             except ConnectionAbortedError:
                 continue
             except OSError as error:
-                if error.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                if error.errno in ACCEPT_EXHAUSTED:
                     return
                 raise
             os.set_blocking(fd, False)
@@ -293,7 +293,8 @@ class RedisChannel:
             return False
         self.retry_at = now + REDIS_RETRY_DELAY
         try:
-            address = (_resolve(self.host), self.port)
+            # A name is looked up here, the one blocking step (an IPv4 literal comes back as is).
+            address = (socket.gethostbyname(self.host), self.port)
             sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -350,7 +351,7 @@ class RedisChannel:
             self.flush()
             return
         if mask & WRITE and self.out:
-            self.write(bytes(self.out))
+            self.write(self.out)
             if self.sock is None:
                 return
         if mask & ~WRITE:
@@ -414,12 +415,3 @@ class RedisChannel:
         self.reader = None
         self.out = b""
         self.deadline = 0.0
-
-
-def _resolve(host):
-    """An IP literal as is; a name is looked up (the one blocking step, and only on connect)."""
-    try:
-        ipaddress.ip_address(host)
-        return host
-    except ValueError:
-        return socket.gethostbyname(host)

@@ -22,6 +22,7 @@ THANKS = response(200, b"""<!DOCTYPE html>
 <p>Your remark has been saved. <a href="/guestbook">Back to the guestbook</a>.</p></body></html>
 """)
 FORM_TYPE = b"application/x-www-form-urlencoded"
+WRONG_FORM_TYPE = page(400, "The form must be sent as application/x-www-form-urlencoded.")
 # html.escape(text, quote=True) as one translate table: the html package also loads
 # html.entities (over 2,000 entries, half a megabyte) that a forking server would carry into
 # every child. tests/unit/test_server_core.py checks the two agree.
@@ -91,7 +92,7 @@ class Guestbook:
     def sign(self, body, content_type):
         """POST /guestbook: a RedisCall that appends the remark, or a 400 page."""
         if content_type and content_type.split(b";")[0].strip().lower() != FORM_TYPE:
-            return page(400, "The form must be sent as application/x-www-form-urlencoded.")
+            return WRONG_FORM_TYPE
         fields = {}
         for name, value in parse_qsl(body.decode("latin-1"), keep_blank_values=True,
                                      encoding="utf-8", errors="replace"):

@@ -24,6 +24,8 @@ REASONS = {
     501: "Not Implemented",
     503: "Service Unavailable",
 }
+# Encoded once: response_head() runs for every rendered guestbook page.
+_REASON_BYTES = {status: reason.encode() for status, reason in REASONS.items()}
 HTML = b"text/html; charset=utf-8"
 
 # A syntactically valid request line with a method the parser does not know: 501, not 400.
@@ -32,7 +34,7 @@ _REQUEST_LINE = re.compile(rb"[A-Z]{1,20} \S+ HTTP/\d\.\d\r\n")
 
 def response_head(status, content_type, length):
     return b"HTTP/1.0 %d %s\r\nServer: zerolab\r\nContent-Type: %s\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % (
-        status, REASONS[status].encode(), content_type, length)
+        status, _REASON_BYTES[status], content_type, length)
 
 
 def response(status, body, content_type=HTML):

@@ -6,8 +6,8 @@ import hiredis
 
 from server.timeouts import timeval
 
-CONNECT_TIMEOUT = 1.0  # redis-py's pool (threads)
-IO_TIMEOUT = 2.0  # bounds connect() too on a RedisConnection
+CONNECT_TIMEOUT = 1.0  # redis-py's pool (threads), the event loops' link
+IO_TIMEOUT = 2.0  # bounds connect() too on a RedisConnection; a reply in the event loops
 # Packed once: a forked child connects once and pays every call it makes in copied pages.
 _IO_TIMEVAL = timeval(IO_TIMEOUT)
 # Replies larger than this take several reads; a larger buffer costs every call a bigger

@@ -17,6 +17,12 @@ RECV_SIZE = 8192
 LINGER_SECONDS = 1.0
 LINGER_BYTES = 1 << 20
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+# accept() errors that mean the process or the kernel is out of resources for now, not that the
+# listener is broken: skip this accept and try again later.
+ACCEPT_EXHAUSTED = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+# Worker threads only run serve_connection(): a stack far smaller than the usual 8 MiB lets
+# hundreds of them fit (threaded and prethreaded servers).
+THREAD_STACK_SIZE = 512 * 1024
 
 
 class ServerStop(BaseException):
@@ -242,27 +248,24 @@ def _kill(pid, sig):
 def accept(sock):
     """accept() that survives what a busy or shutting-down listener throws (EMFILE, aborted
     handshakes): None means nothing was accepted this time."""
-    accepted = _accept(sock.accept)
-    return None if accepted is None else accepted[0]
+    return _accept(sock.accept)
 
 
 def accept_fd(sock):
     """accept() for a process that only hands the connection over (the forking parent): the
     bare descriptor, without building a socket object around it; None as for accept()."""
-    accepted = _accept(sock._accept)
-    return None if accepted is None else accepted[0]
+    return _accept(sock._accept)
 
 
 def _accept(method):
+    """method()'s connection (the first item of its result), or None."""
     try:
-        return method()
+        return method()[0]
     except (BlockingIOError, InterruptedError, ConnectionAbortedError):
         return None
     except OSError as error:
-        if error.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-            time.sleep(0.01)
-            return None
-        if error.errno == errno.EINVAL:  # listening socket shut down: stopping
+        # EINVAL: the listening socket was shut down, the server is stopping.
+        if error.errno in ACCEPT_EXHAUSTED or error.errno == errno.EINVAL:
             time.sleep(0.01)
             return None
         raise

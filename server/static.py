@@ -1,5 +1,6 @@
 """Files under the public folder, answered safely (no sockets here)."""
 import os
+import stat
 from urllib.parse import unquote_to_bytes
 
 import httptools
@@ -77,7 +78,7 @@ class StaticFiles:
             st = os.stat(real)
         except OSError:
             return NOT_FOUND
-        if not os.path.isfile(real):
+        if not stat.S_ISREG(st.st_mode):  # os.path.isfile() would stat again
             return NOT_FOUND
         hit = self._cache.get(real)
         if hit is not None and hit[0] == st.st_mtime_ns and hit[1] == st.st_size:
@@ -89,6 +90,8 @@ class StaticFiles:
             return NOT_FOUND
         answer = response(200, body, CONTENT_TYPES.get(os.path.splitext(real)[1].lower(), DEFAULT_TYPE))
         if len(body) <= CACHE_FILE_LIMIT and self._cached_bytes + len(answer) <= CACHE_TOTAL_LIMIT:
+            # Looked up again rather than reusing `hit`: the threaded servers share this cache,
+            # and another thread may have stored this file while this one read it.
             old = self._cache.get(real)
             if old is not None:
                 self._cached_bytes -= len(old[2])

@@ -6,8 +6,8 @@ import threading
 
 from server.app import App
 from server.redis_link import RedisPool
-from server.runtime import (ServerStop, accept, announce, join_threads, listen, serve_connection,
-                            stop_on_signals)
+from server.runtime import (THREAD_STACK_SIZE, ServerStop, accept, announce, join_threads, listen,
+                            serve_connection, stop_on_signals)
 
 
 def run(config):
@@ -26,7 +26,7 @@ def run(config):
             if client is not None:
                 serve_connection(client, app, pool, config.read_timeout)
 
-    threading.stack_size(512 * 1024)
+    threading.stack_size(THREAD_STACK_SIZE)
     for _ in range(config.workers):
         threading.Thread(target=worker, daemon=True).start()
     stop_on_signals()

@@ -3,15 +3,15 @@ import threading
 
 from server.app import App
 from server.redis_link import RedisPool
-from server.runtime import (ServerStop, accept, announce, join_threads, listen, serve_connection,
-                            stop_on_signals)
+from server.runtime import (THREAD_STACK_SIZE, ServerStop, accept, announce, join_threads, listen,
+                            serve_connection, stop_on_signals)
 
 
 def run(config):
     app = App(config.root)
     pool = RedisPool(config.redis_host, config.redis_port)
     sock = listen(config)
-    threading.stack_size(512 * 1024)
+    threading.stack_size(THREAD_STACK_SIZE)
     stop_on_signals()
     announce(sock, config)
     try:
