@@ -43,8 +43,11 @@ def listen(config):
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((config.host, config.port))
     sock.listen(config.backlog)
-    # Accepted sockets inherit the send timeout: a client that stops reading cannot hold a
-    # worker longer than the read timeout.
+    # Accepted sockets inherit both timeouts, so serving a connection starts with no setsockopt:
+    # a client that sends nothing or stops reading cannot hold a worker past the read timeout.
+    # On the listening socket itself the read timeout also bounds a blocking accept(), which
+    # then comes back empty (EAGAIN) now and then while no client comes.
+    set_read_timeout(sock, config.read_timeout)
     set_write_timeout(sock, config.read_timeout)
     return sock
 
@@ -74,12 +77,12 @@ def log_error(context):
 
 
 def serve_connection(sock, app, redis, read_timeout):
-    """Serve one connection on a blocking socket: read the request within `read_timeout`,
-    ask Redis when the route needs it, send the response with one sendall, close."""
+    """Serve one connection on a blocking socket accepted from listen()'s socket, whose timeouts
+    it inherits: read the request within `read_timeout`, ask Redis when the route needs it,
+    send the response with one sendall, close."""
     try:
         conn = app.connection()
-        deadline = time.monotonic() + read_timeout
-        set_read_timeout(sock, read_timeout)
+        deadline = time.monotonic() + read_timeout  # the first read's timeout came from listen()
         _answer(sock, conn, conn.receive(sock.recv(RECV_SIZE)), deadline, redis)
     except OSError:
         pass  # reset, broken pipe, timeout: the client is gone, the worker goes on
@@ -92,10 +95,9 @@ def serve_connection(sock, app, redis, read_timeout):
 def serve_descriptor(fd, app, redis, read_timeout):
     """serve_connection() for a process that serves one connection and then exits (a forked
     child), on the bare descriptor: os.read and os.write, where a socket object, its methods
-    and its setup would cost each child pages copied from its parent. The descriptor comes
-    with both timeouts inherited from the listening socket (see server/arch/forking.py), so a
-    request that arrives in one read needs no setsockopt; one that takes more reads, or an
-    early answer that has to linger, goes on through a socket object, as serve_connection()."""
+    and its setup would cost each child pages copied from its parent. A request that takes
+    more than one read, or an early answer that has to linger, goes on through a socket
+    object, as serve_connection()."""
     sock = None
     try:
         conn = app.connection()

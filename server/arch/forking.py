@@ -11,7 +11,6 @@ from server.redis_link import RedisConnection, RedisUnavailable
 from server.resp import encode_command
 from server.runtime import (ServerStop, accept_fd, announce, listen, reap, serve_descriptor,
                             stop_children, stop_on_signals)
-from server.timeouts import set_read_timeout
 
 WARM_UP_ROUNDS = 20
 _PING = encode_command(b"PING")
@@ -23,11 +22,6 @@ _SIGCHLD = (int(signal.SIGCHLD),)
 def run(config):
     app = App(config.root)
     sock = listen(config)
-    # Accepted sockets inherit the listening socket's timeouts, the send one (set by listen())
-    # and this read one: a child reads its request without a setsockopt of its own. On the
-    # listening socket it also bounds accept(), which then comes back empty now and then when
-    # no client comes.
-    set_read_timeout(sock, config.read_timeout)
     listening_fd = sock.fileno()
     children = set()
     parent = os.getpid()
