@@ -1,4 +1,7 @@
 """The command line, shared by every architecture."""
+import os
+
+MAX_READ_TIMEOUT = 86_400
 ARCHITECTURES = ("iterative", "forking", "preforked", "threaded", "prethreaded", "poll", "epoll")
 
 
@@ -52,9 +55,27 @@ class Config:
                 values[name] = convert(text)
             except ValueError:
                 return None
-        if values["arch"] not in ARCHITECTURES:
-            return None
-        return cls(**values)
+        config = cls(**values)
+        return None if config.problem() else config
+
+    def problem(self):
+        """What argparse's types cannot refuse on their own, or None: the same checks for
+        parse_args() and from_argv()."""
+        if self.arch not in ARCHITECTURES:
+            return f"--arch must be one of {', '.join(ARCHITECTURES)}"
+        for name, low in (("port", 0), ("redis_port", 1)):
+            if not low <= getattr(self, name) <= 65535:
+                return f"{_FLAGS[name]} must be between {low} and 65535"
+        if self.workers < 1:
+            return "--workers must be at least 1"
+        if self.backlog < 0:
+            return "--backlog must be 0 or more"
+        if not os.path.isdir(os.path.join(self.root, "public")):
+            return f"--root {self.root}: no public/ folder in it to serve"
+        # nan and inf parse as floats but make no timeout; the kernel takes at most a day here.
+        if not 0 < self.read_timeout <= MAX_READ_TIMEOUT:
+            return f"--read-timeout must be a number of seconds above 0 and at most {MAX_READ_TIMEOUT:,}"
+        return None
 
     def __repr__(self):
         fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
@@ -99,8 +120,8 @@ def parse_args(argv=None):
     parser.add_argument("--edge-triggered", action="store_true",
                         help="epoll only: edge-triggered instead of level-triggered")
     args = parser.parse_args(argv)
-    if args.workers < 1:
-        parser.error("--workers must be at least 1")
-    if args.read_timeout <= 0:
-        parser.error("--read-timeout must be positive")
-    return Config(**vars(args))
+    config = Config(**vars(args))
+    problem = config.problem()
+    if problem:
+        parser.error(problem)
+    return config

@@ -41,8 +41,13 @@ def stop_on_signals():
 def listen(config):
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((config.host, config.port))
-    sock.listen(config.backlog)
+    try:
+        sock.bind((config.host, config.port))
+        sock.listen(config.backlog)
+    except OSError as error:  # address in use, unknown host, no permission: say so, no traceback
+        sock.close()
+        raise SystemExit(f"zerolab server: cannot listen on {config.host}:{config.port}: "
+                         f"{error.strerror or error}") from None
     # Accepted sockets inherit both timeouts, so serving a connection starts with no setsockopt:
     # a client that sends nothing or stops reading cannot hold a worker past the read timeout.
     # On the listening socket itself the read timeout also bounds a blocking accept(), which

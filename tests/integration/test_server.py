@@ -348,3 +348,14 @@ def test_command_line_errors_still_come_from_argparse():
                             cwd=ROOT, capture_output=True, text=True, timeout=30)
     assert result.returncode == 2
     assert "argument --port: invalid int value: 'x'" in result.stderr
+
+
+def test_a_port_in_use_is_a_one_line_error(server_factory):
+    """A second server on a taken port says so and exits 1: no traceback, nothing left."""
+    first = server_factory("iterative")
+    result = subprocess.run([sys.executable, "-m", "server", "--arch", "preforked", "--host",
+                             "127.0.0.1", "--port", str(first.port), "--workers", "2"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{first.port}: Address already in use" in result.stderr
+    assert "Traceback" not in result.stderr

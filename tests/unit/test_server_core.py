@@ -304,9 +304,12 @@ def test_routes():
 @pytest.mark.parametrize("argv", [
     ["--arch", "forking"],
     ["--arch", "epoll", "--edge-triggered", "--read-timeout", "0.3", "--port", "0"],
-    ["--arch=preforked", "--work", "7", "--root", "/tmp/a dir/--arch", "--redis-host", "redis"],
+    ["--arch=preforked", "--work", "7", "--root", "{odd_root}", "--redis-host", "redis"],
 ])
-def test_canonical_command_line_reads_back_without_argparse(argv):
+def test_canonical_command_line_reads_back_without_argparse(argv, tmp_path):
+    odd_root = tmp_path / "a dir" / "--arch"  # a root whose path looks like options
+    (odd_root / "public").mkdir(parents=True)
+    argv = [str(odd_root) if a == "{odd_root}" else a for a in argv]
     config = parse_args(argv)
     assert Config.from_argv(config.to_argv()) == config
     assert parse_args(config.to_argv()) == config
@@ -319,3 +322,28 @@ def test_canonical_command_line_reads_back_without_argparse(argv):
 ])
 def test_anything_but_the_canonical_form_is_not_read_back(argv):
     assert Config.from_argv(argv) is None
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--read-timeout", "nan"], "--read-timeout must be a number of seconds above 0"),
+    (["--read-timeout", "inf"], "--read-timeout must be a number of seconds above 0"),
+    (["--read-timeout", "0"], "--read-timeout must be a number of seconds above 0"),
+    (["--port", "70000"], "--port must be between 0 and 65535"),
+    (["--redis-port", "0"], "--redis-port must be between 1 and 65535"),
+    (["--workers", "0"], "--workers must be at least 1"),
+    (["--backlog", "-1"], "--backlog must be 0 or more"),
+    (["--root", "/nonexistent/zerolab"], "--root /nonexistent/zerolab: no public/ folder"),
+])
+def test_bad_options_are_refused_with_the_option_named(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        parse_args(["--arch", "iterative", *argv])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_the_canonical_form_is_checked_like_the_command_line():
+    argv = parse_args(["--arch", "poll"]).to_argv()
+    at = argv.index("--read-timeout")
+    assert Config.from_argv(argv[:at + 1] + ["nan"] + argv[at + 2:]) is None
+    at = argv.index("--workers")
+    assert Config.from_argv(argv[:at + 1] + ["0"] + argv[at + 2:]) is None
