@@ -46,9 +46,11 @@ class EventLoop:
         self.app = App(config.root)
         self.timeout = config.read_timeout
         self.clients = {}
-        # (deadline, client) in the order they were set: the timeout is the same for all, so
-        # the earliest is always at the left.
+        # (deadline, client) in the order they were set, one queue per length of timeout (the
+        # read timeout; LINGER_SECONDS after an early answer), so each queue's earliest deadline
+        # is at its left.
         self.deadlines = collections.deque()
+        self.lingers = collections.deque()
         self.redis = RedisChannel(self, config.redis_host, config.redis_port)
         self.now = time.monotonic()
         self.sock = None
@@ -69,10 +71,10 @@ class EventLoop:
             self.close_all()
 
     def tick(self):
-        deadlines = self.deadlines
         timeout = 1.0
-        if deadlines:
-            timeout = min(timeout, max(0.0, deadlines[0][0] - self.now))
+        for queue in (self.deadlines, self.lingers):
+            if queue:
+                timeout = min(timeout, max(0.0, queue[0][0] - self.now))
         if self.redis.deadline:
             timeout = min(timeout, max(0.0, self.redis.deadline - self.now))
         events = self.poller.poll(timeout)
@@ -210,7 +212,7 @@ class EventLoop:
         client.out = None
         client.draining = True
         client.deadline = self.now + LINGER_SECONDS
-        self.deadlines.append((client.deadline, client))
+        self.lingers.append((client.deadline, client))
         self.poller.modify(client.fd, READ)
 
     def drain_client(self, client):
@@ -244,11 +246,11 @@ class EventLoop:
     def expire(self):
         """Drop clients past their deadline (silent, slow, or not reading their answer)."""
         now = self.now
-        deadlines = self.deadlines
-        while deadlines and deadlines[0][0] <= now:
-            deadline, client = deadlines.popleft()
-            if client.fd >= 0 and client.deadline == deadline and not client.waiting:
-                self.close_client(client)
+        for queue in (self.deadlines, self.lingers):
+            while queue and queue[0][0] <= now:
+                deadline, client = queue.popleft()
+                if client.fd >= 0 and client.deadline == deadline and not client.waiting:
+                    self.close_client(client)
         redis = self.redis
         if redis.deadline and redis.deadline <= now:
             redis.fail()

@@ -359,3 +359,32 @@ def test_a_port_in_use_is_a_one_line_error(server_factory):
     assert result.returncode == 1
     assert f"cannot listen on 127.0.0.1:{first.port}: Address already in use" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("loop_arch", ["poll", "epoll"])
+def test_an_early_answer_lingers_about_a_second_behind_longer_deadlines(server_factory, loop_arch):
+    """After an early answer the event loop drains the client for LINGER_SECONDS (1 s), even
+    when connections with the longer read timeout (here 5 s) were queued before it."""
+    server = server_factory(loop_arch, read_timeout=5)
+    idle = socket.create_connection(server.address, timeout=10)  # its 5 s deadline comes first
+    talker = socket.create_connection(server.address, timeout=10)
+    try:
+        time.sleep(0.2)
+        talker.sendall(b"GET /" + b"a" * 9000 + b" HTTP/1.0\r\n")  # head over 8 KiB: 431
+        answer = b""
+        while not answer.endswith(b"</html>\n"):
+            chunk = talker.recv(65536)
+            assert chunk, "closed before the answer"
+            answer += chunk
+        assert answer.startswith(b"HTTP/1.0 431 ")
+        answered = time.monotonic()
+        while time.monotonic() - answered < 6:  # keep talking until the server lets go
+            try:
+                talker.sendall(b"x")
+            except OSError:
+                break
+            time.sleep(0.05)
+        assert time.monotonic() - answered < 3, "the linger waited for the read timeout"
+    finally:
+        talker.close()
+        idle.close()
