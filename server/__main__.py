@@ -8,8 +8,8 @@ from server.runtime import ServerStop, raise_nofile_limit
 
 # Architectures that start over in a fresh interpreter once the command line is checked: a
 # process that forks per connection has every child copy its page tables and tear them down on
-# exit, so what argparse and its imports leave in memory (about 0.7 MB and 30 mappings, measured) would cost
-# every request.
+# exit, so what argparse and its imports leave in memory (about 0.7 MB and 30 mappings) would
+# cost every request.
 LEAN_ARCHITECTURES = ("forking",)
 # Set on the restart: the arguments are parse_args()'s own canonical output, read back without
 # argparse.
