@@ -37,6 +37,9 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("list", help="list the scenarios")
 
+    p = sub.add_parser("tools", help="print the load generators a scenario uses (for make images)")
+    p.add_argument("names", nargs="*", help="default: every scenario")
+
     p = sub.add_parser("verify", help="bring a scenario's environment up, check it, tear it down")
     p.add_argument("name", nargs="?", default="")
 
@@ -83,6 +86,17 @@ def cmd_validate(args) -> int:
             failures += 1
             console.print(f"[red]{exc}[/red]", highlight=False)
     return 1 if failures else 0
+
+
+def cmd_tools(args) -> int:
+    """One line, the tools the scenarios' runs use: `make scenario` builds only those."""
+    from lab.plan import plan_runs
+
+    tools: set[str] = set()
+    for name in args.names or available_scenarios():
+        tools.update(r.tool for r in plan_runs(load_scenario(name)))
+    print(" ".join(sorted(tools)))
+    return 0
 
 
 def cmd_plan(args) -> int:
@@ -207,6 +221,7 @@ def cmd_cleanup(args) -> int:
 
 
 COMMANDS = {"cleanup": cmd_cleanup, "scenario": cmd_scenario, "validate": cmd_validate, "plan": cmd_plan, "list": cmd_list,
+            "tools": cmd_tools,
             "verify": cmd_verify, "report": cmd_report, "compare": cmd_compare}
 
 if __name__ == "__main__":
