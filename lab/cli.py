@@ -9,7 +9,8 @@ from rich.console import Console
 from rich.table import Table
 
 from lab.environment import ENGINES
-from lab.scenario import ROOT, ScenarioError, available_scenarios, load_scenario
+from lab.lock import ControllerBusy, ControllerLock
+from lab.scenario import ROOT, ScenarioError, available_scenarios, load_scenario, with_overrides
 from lab.validity import error_count
 
 RESULTS_ROOT = ROOT / "results"
@@ -27,7 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--results", type=Path, default=RESULTS_ROOT)
     p.add_argument("--accept-weaker-cpu-limits", action="store_true",
                    help="on Swarm, run a scenario with cpusets as CPU-count limits")
-    p.add_argument("--duration", type=int, help="override load.duration_s (a short version of a scenario)")
+    p.add_argument("--duration", type=int, help="override load.duration_s (a short version of a scenario); "
+                   "checked like the scenario's own value")
 
     p = sub.add_parser("validate", help="check scenario files without running anything")
     p.add_argument("names", nargs="*", help="default: every scenario")
@@ -61,6 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     except ScenarioError as exc:
         console.print(f"[red]{exc}[/red]", highlight=False)
         return 2
+    except ControllerBusy as exc:
+        console.print(f"[red]{exc}[/red]", highlight=False)
+        return 3
 
 
 def _require_name(name: str) -> None:
@@ -120,11 +125,7 @@ def cmd_scenario(args) -> int:
     from lab.runner import run_plan
 
     _require_name(args.name)
-    scenario = load_scenario(args.name)
-    if args.duration:
-        load = scenario.load.model_copy(update={"duration_s": args.duration,
-                                                "warmup_s": min(scenario.load.warmup_s, args.duration // 5)})
-        scenario = scenario.model_copy(update={"load": load})
+    scenario = with_overrides(load_scenario(args.name), f"scenario {args.name!r}", duration_s=args.duration)
     if args.accept_weaker_cpu_limits:
         scenario = scenario.model_copy(update={"accept_weaker_cpu_limits": True})
     if args.engine == "swarm":
@@ -133,13 +134,16 @@ def cmd_scenario(args) -> int:
         check_swarm_constraints(scenario)
     runs = plan_runs(scenario)
     digest = scenario_digest(scenario) + ("" if args.engine == "compose" else f"-{args.engine}")
-    store = None if args.fresh else ResultStore.resumable(args.results, scenario.name, digest)
-    if store is None:
-        environment = host_facts() | {"engine": args.engine}
-        store = ResultStore.create(args.results, scenario.model_dump(mode="json"), digest, runs, environment)
-    status = run_plan(store, runs, environment_factory(args.engine), Progress(console))
+    with ControllerLock(f"scenario {scenario.name}"):
+        store = None if args.fresh else ResultStore.resumable(args.results, scenario.name, digest)
+        if store is None:
+            environment = host_facts() | {"engine": args.engine}
+            store = ResultStore.create(args.results, scenario.model_dump(mode="json"), digest, runs, environment)
+        status = run_plan(store, runs, environment_factory(args.engine), Progress(console))
     print_summary(store.doc)
     console.print(f"result: {store.dir / 'result.json'}")
+    if store.doc.get("problems"):
+        return 1
     return {"complete": 0, "interrupted": 130}.get(status, 1)
 
 
@@ -156,6 +160,10 @@ def print_summary(doc: dict) -> None:
         table.add_row(r["id"], f"{r['requests_per_sec']:,.0f}", "" if p99 is None else f"{p99:,.1f}",
                       str(errors), valid)
     console.print(table)
+    for note in doc.get("notes", []):
+        console.print(f"note: {note}", highlight=False)
+    for problem in doc.get("problems", []):
+        console.print(f"[red]problem: {problem}[/red]", highlight=False)
 
 
 def cmd_verify(args) -> int:
@@ -167,7 +175,7 @@ def cmd_verify(args) -> int:
     _require_name(args.name)
     run = plan_runs(load_scenario(args.name))[0]
     project = compose_project_name(f"zl-verify-{args.name}")
-    with environment_factory("compose")(run, project) as env:
+    with ControllerLock(f"verify {args.name}"), environment_factory("compose")(run, project) as env:
         env.up()
         code = run_infra_checks(env, infra_expectation(run))
     console.print("[green]environment verified[/green]" if code == 0 else f"[red]checks failed ({code})[/red]")
@@ -212,12 +220,21 @@ def cmd_compare(args) -> int:
 
 
 def cmd_cleanup(args) -> int:
+    """Removes the lab's objects under projects and stacks named PREFIX*; exits 1 when something
+    could not be removed (each one is printed with the reason)."""
+    from rich.markup import escape
+
     from lab.cleanup import remove_leftovers
 
-    removed = remove_leftovers(args.prefix)
-    for what in removed:
-        console.print(f"removed {what}")
-    return 0
+    report = remove_leftovers(args.prefix)
+    for what in report.removed:
+        console.print(f"removed {escape(what)}", highlight=False, soft_wrap=True)
+    for what, why in report.failed:
+        console.print(f"[red]could not remove {escape(what)}: {escape(why)}[/red]", highlight=False,
+                      soft_wrap=True)
+    if not report.removed and not report.failed:
+        console.print(f"nothing of the lab left under {escape(args.prefix)}*", highlight=False)
+    return 0 if report.ok else 1
 
 
 COMMANDS = {"cleanup": cmd_cleanup, "scenario": cmd_scenario, "validate": cmd_validate, "plan": cmd_plan, "list": cmd_list,

@@ -8,6 +8,9 @@ from dataclasses import asdict, dataclass
 
 from lab.scenario import Scenario, resolved_constraints, swept
 
+# What restarting the server changes; every other variable shapes the environment itself.
+SERVER_VARIABLES = ("ZL_ARCH", "ZL_WORKERS", "ZL_BACKLOG", "ZL_READ_TIMEOUT")
+
 
 @dataclass(frozen=True)
 class RunPlan:
@@ -56,6 +59,11 @@ class RunPlan:
         spec = self.load_spec(url)
         spec["duration_s"] = self.warmup_s
         return spec
+
+    def environment_key(self) -> str:
+        """Runs with equal keys can share one environment (the server restarted between them)."""
+        v = {k: val for k, val in self.variables().items() if k not in SERVER_VARIABLES}
+        return json.dumps({"variables": v, "generators": self.generators}, sort_keys=True)
 
     def variables(self) -> dict[str, str]:
         """The ZL_* variables that docker-compose.yml reads."""

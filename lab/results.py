@@ -17,7 +17,12 @@ import yaml
 
 from lab.plan import RunPlan
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# A run's lifecycle, in order. A run ends complete, failed or interrupted; the active states say
+# where a run was when its controller stopped. interrupted and pending runs are resumed.
+RUN_STATES = ("pending", "preparing", "verifying", "warming_up", "measuring", "recording",
+              "complete", "failed", "interrupted")
+ACTIVE_STATES = ("preparing", "verifying", "warming_up", "measuring", "recording")
 STATS_FIELDS = ["run_id", "t_s", "service", "container", "cpu_percent", "mem_bytes",
                 "mem_limit_bytes", "net_rx_bytes", "net_tx_bytes", "pids"]
 INDEX_FIELDS = ["result_dir", "scenario", "run_id", "arch", "connections", "mode", "tool", "rate",
@@ -26,6 +31,22 @@ INDEX_FIELDS = ["result_dir", "scenario", "run_id", "arch", "connections", "mode
 
 def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def derive_status(runs: list[dict]) -> str:
+    """The result's status from its runs' states, never assumed: running while a run is active,
+    complete when all are, interrupted while any is still to do, failed when the rest failed."""
+    states = [r["status"] for r in runs]
+    unknown = sorted(set(states) - set(RUN_STATES))
+    if unknown:
+        raise ValueError(f"unknown run state(s) {', '.join(unknown)}")
+    if any(s in ACTIVE_STATES for s in states):
+        return "running"
+    if all(s == "complete" for s in states):
+        return "complete"
+    if any(s in ("pending", "interrupted") for s in states):
+        return "interrupted"
+    return "failed"
 
 
 def write_atomically(path: Path, text: str) -> None:
@@ -89,7 +110,9 @@ class ResultStore:
                 continue
             if doc.get("scenario_digest") != digest:
                 return None  # the scenario changed since: start afresh
-            if doc.get("status") != "complete" and any(r["status"] != "complete" for r in doc["runs"]):
+            # Judged by the runs, not the recorded status: a controller killed mid-run never
+            # wrote one.
+            if any(r["status"] != "complete" for r in doc["runs"]):
                 return cls(directory, doc)
             return None
         return None
@@ -100,6 +123,7 @@ class ResultStore:
     # -------------------------------------------------------------- updates
 
     def save(self) -> None:
+        self.doc["status"] = derive_status(self.doc["runs"])
         text = json.dumps(_finite(self.doc), indent=2, default=_jsonable, allow_nan=False)
         write_atomically(self.dir / "result.json", text)
 
@@ -116,6 +140,16 @@ class ResultStore:
         if entry["status"] == "complete":
             self._append_index(entry)
 
+    def add_note(self, text: str) -> None:
+        """Something the reader of this result should know (leftovers removed, say)."""
+        self.doc.setdefault("notes", []).append(f"{now_iso()} {text}")
+        self.save()
+
+    def add_problem(self, text: str) -> None:
+        """A failure outside any run (an environment not created or not removed)."""
+        self.doc.setdefault("problems", []).append(f"{now_iso()} {text}")
+        self.save()
+
     def append_stats(self, rows: list[dict]) -> None:
         if not rows:
             return
@@ -129,14 +163,16 @@ class ResultStore:
             f.flush()
             os.fsync(f.fileno())
 
-    def finish(self, status: str) -> None:
-        """Mark the whole result; runs that did not finish keep what they have, marked."""
+    def finish(self) -> str:
+        """Closes this controller's work on the result: a run it left active is interrupted
+        (what it has is kept); returns the status the runs' states give."""
         for entry in self.doc["runs"]:
-            if entry["status"] in ("pending", "running") and status != "complete":
+            if entry["status"] in ACTIVE_STATES:
                 entry["status"] = "interrupted"
-        self.doc["status"] = status
+                entry["error"] = entry.get("error") or "the controller stopped during this run"
         self.doc["finished_at"] = now_iso()
         self.save()
+        return self.doc["status"]
 
     def _append_index(self, entry: dict) -> None:
         p = entry["params"]

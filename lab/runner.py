@@ -1,21 +1,28 @@
-"""Runs a plan: for every run, environment up -> verify -> warm up -> load -> stats -> down -> record.
+"""Runs a plan. One environment serves every run that needs the same one (same images,
+constraints and generators); before each run the server is restarted with the run's options and
+Redis is emptied, so every run starts from a fresh server process and an empty Redis, and the
+run records that it did. Per run: preparing -> verifying -> warming_up -> measuring -> recording
+-> complete (or failed, or interrupted); the result's status is derived from those states.
 
 Ctrl-C (or SIGTERM) at any point stops the generators, tears the environment down, keeps every
-finished run and marks the rest; the same command later resumes the unfinished runs.
+finished run and marks the one in progress; the same command later resumes the unfinished runs.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import re
+import secrets
 import signal
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable
 
-from loadgen.client import AgentClient, run_on_agents
+from loadgen.client import AgentClient, AgentError, run_on_agents
 from loadgen.merge import merge_results
 
+from lab.facts import host_facts
 from lab.plan import RunPlan
 from lab.progress import Progress
 from lab.results import ResultStore, now_iso
@@ -24,8 +31,10 @@ from lab.stats import StatsSampler, busiest_share
 from lab.validity import judge
 
 SERVER_URL = "http://server:8000"   # as the generators see it on the scenario's network
-REDIS_HOST, REDIS_PORT = "redis", 6379
-START_DELAY_S = 1.0                 # lets every agent receive its share before the common start
+START_DELAY_S = 0.5                 # lets every agent receive its share before the common start
+SERVER_READY_S = 60.0               # a restarted server must answer within this
+PHASES = {"preparing": "fresh server, empty Redis", "verifying": "verifying responses",
+          "warming_up": "warming up", "measuring": "measuring", "recording": "recording"}
 
 
 class RunFailed(Exception):
@@ -38,7 +47,7 @@ class RunOutcome:
     stats: list[dict] = field(default_factory=list)
 
 
-EnvironmentFactory = Callable[[RunPlan, str], object]
+EnvironmentFactory = Callable[..., object]
 
 
 @contextmanager
@@ -53,10 +62,12 @@ def sigterm_as_interrupt():
         signal.signal(signal.SIGTERM, previous)
 
 
-def project_name(scenario: str, result_id: str, run: RunPlan) -> str:
-    """A compose project of its own per run, so parallel or leftover runs never collide."""
+def project_name(scenario: str, result_id: str, environment_index: int) -> str:
+    """The compose project (or stack) of one environment of one result. The same result always
+    gets the same names, so a rerun finds and removes what a killed controller left."""
     prefix = os.environ.get("ZL_PROJECT_PREFIX", "zl")
-    return compose_project_name(f"{prefix}-{scenario}-{result_id}-{run.index}")
+    tag = hashlib.sha256(f"{scenario}/{result_id}".encode()).hexdigest()[:6]
+    return compose_project_name(f"{prefix}-{scenario[:24]}-{result_id}-{tag}-e{environment_index}")
 
 
 def compose_project_name(raw: str) -> str:
@@ -64,89 +75,245 @@ def compose_project_name(raw: str) -> str:
     return re.sub(r"[^a-z0-9-]", "", raw.lower())[:60]
 
 
+def environment_indexes(runs: list[RunPlan]) -> dict[str, int]:
+    """Each distinct environment of the plan, numbered in plan order."""
+    indexes: dict[str, int] = {}
+    for run in runs:
+        indexes.setdefault(run.environment_key(), len(indexes) + 1)
+    return indexes
+
+
 def run_plan(store: ResultStore, runs: list[RunPlan], make_environment: EnvironmentFactory,
              progress: Progress) -> str:
-    """Runs every pending run of `runs` into `store`; returns the result's final status."""
+    """Runs every unfinished run of `runs` into `store`; returns the result's status."""
     pending = set(store.pending())
     todo = [r for r in runs if r.id in pending]
+    indexes = environment_indexes(runs)
     progress.begin(total=len(runs), done=len(runs) - len(todo), result_dir=store.dir)
-    status = "complete"
     with sigterm_as_interrupt():
         try:
-            for run in todo:
-                outcome = execute_run(store, run, make_environment, progress)
-                store.append_stats(outcome.stats)
-                store.record_run(run.id, outcome.fields)
-                progress.run_done(run, outcome.fields)
-                if outcome.fields["status"] != "complete":
-                    status = "failed"
+            session: EnvironmentSession | None = None
+            try:
+                for run in todo:
+                    index = indexes[run.environment_key()]
+                    if session is not None and (session.index != index or session.broken):
+                        session.close()
+                        session = None
+                    if session is None:
+                        project = project_name(store.doc["scenario"], store.doc["result_id"], index)
+                        session = EnvironmentSession(store, make_environment, run, project, index, progress)
+                    outcome = session.execute(run)
+                    store.append_stats(outcome.stats)
+                    store.record_run(run.id, outcome.fields)
+                    progress.run_done(run, outcome.fields)
+            finally:
+                if session is not None:
+                    session.close()
         except KeyboardInterrupt:
-            status = "interrupted"
             progress.note("interrupted: environment torn down, finished runs kept; "
                           "run the same command again to resume")
+        except Exception as exc:  # outside any run: an environment could not be made or removed
+            store.add_problem(f"{type(exc).__name__}: {exc}")
+            progress.note(f"[red]stopped: {type(exc).__name__}: {exc}[/red]")
         finally:
-            store.finish(status)
+            status = store.finish()
             progress.end(status)
     return status
 
 
-def execute_run(store: ResultStore, run: RunPlan, make_environment: EnvironmentFactory,
-                progress: Progress) -> RunOutcome:
-    entry = {"status": "running", "started_at": now_iso(), "error": None}
-    store.record_run(run.id, entry)
-    project = project_name(store.doc["scenario"], store.doc["result_id"], run)
-    env = make_environment(run, project)
-    progress.run_started(run, phase="starting environment")
-    agents: list[AgentClient] = []
-    verification = None
-    try:
-        env.up()
-        _note_environment(store, env)
-        agents = [AgentClient(url) for url in env.agent_urls()]
-        for agent in agents:
-            tools = agent.wait_ready(timeout_s=60).get("tools") or {}
-            if not tools.get(run.tool):
-                hint = " (supply one: make images WRK2=/path/to/wrk2)" if run.tool == "wrk2" else ""
-                raise RunFailed(f"{run.tool} is not installed in the loadgen image{hint}")
+class EnvironmentSession:
+    """One environment kept across the runs that need it, and the agents that drive it."""
 
-        progress.phase("verifying responses")
-        verification = agents[0].verify(SERVER_URL, run.static_path)
-        if not verification["passed"]:
-            failed = [f"{c['name']}: {c['detail']}" for c in verification["checks"] if not c["passed"]]
-            raise RunFailed("verification failed: " + "; ".join(failed))
+    def __init__(self, store: ResultStore, make_environment: EnvironmentFactory, first: RunPlan,
+                 project: str, index: int, progress: Progress):
+        self.store, self.progress, self.index, self.project = store, progress, index, project
+        # The agents answer only to this controller (ZL_AGENT_TOKEN in their environment).
+        self.token = secrets.token_urlsafe(18)
+        self.env = make_environment(first, project, agent_token=self.token)
+        self.agents: list[AgentClient] = []
+        self.tools: dict = {}
+        self.broken = False     # a failed run: the next run gets a new environment
+        self.up = False
+        self.runs_served = 0
+        self.last_server: dict | None = None
 
-        warmup = run.warmup_spec(SERVER_URL)
-        if warmup:
-            progress.phase(f"warming up {run.warmup_s:g} s")
-            _load(agents, f"{run.id}-warmup", warmup, progress=None)
+    # ------------------------------------------------------------ the environment
 
-        before = settled_counters(agents[0])
-        containers = env.containers()
-        sampler = StatsSampler(containers, run.id).start()
+    def _open(self, run: RunPlan) -> None:
+        left = self.env.leftovers()
+        if left:
+            # A controller killed while it ran this result: its generators may still be loading
+            # its server. Nothing of it may serve this run.
+            self.progress.phase("removing what an earlier controller left")
+            self.env.down()
+            self.store.add_note(f"removed what an earlier controller left of {self.project}: "
+                                + ", ".join(left))
+        self.progress.phase("starting environment")
+        self.up = True  # from here on, close() must tear down
+        self.env.up()
+        _note_environment(self.store, self.env)
+        self.agents = [AgentClient(url, token=self.token) for url in self.env.agent_urls()]
+        for agent in self.agents:
+            self.tools = agent.wait_ready(timeout_s=60).get("tools") or {}
+
+    def close(self) -> None:
+        """Tears the environment down; what could not be removed is recorded, not hidden."""
+        if not self.up:
+            return
+        self.up = False
+        self.progress.phase("tearing down")
         try:
-            progress.phase("measuring")
-            results = _load(agents, run.id, run.load_spec(SERVER_URL),
-                            progress=lambda elapsed: progress.measuring(
-                                elapsed, _rate_so_far(agents[0], before, elapsed, run)))
-        finally:
-            stats = sampler.stop()
-        after = settled_counters(agents[0])
-        fields = summarise(run, results, stats, before, after, verification, containers)
-        return RunOutcome(fields, stats)
-    except KeyboardInterrupt:
-        # run_on_agents has already stopped the generators
-        store.record_run(run.id, {"status": "interrupted", "error": "interrupted by the user"})
-        raise
-    except Exception as exc:  # one failed run must not lose the others
-        reason = str(exc) if isinstance(exc, RunFailed) else f"{type(exc).__name__}: {exc}"
-        return RunOutcome({
-            "status": "failed", "error": reason,
-            "verification": verification,
-            "validity": {"valid": False, "reasons": [reason]},
-        })
-    finally:
-        progress.phase("tearing down")
-        env.down()
+            self.env.down()
+        except Exception as exc:  # the runs are recorded already: say what is left, go on
+            self.store.add_problem(f"teardown of {self.project}: {type(exc).__name__}: {exc}")
+            self.progress.note(f"[red]teardown of {self.project} incomplete: {exc}[/red]")
+
+    def _fresh_start(self, run: RunPlan) -> dict:
+        """A server process started for this run and an empty Redis; returns the record of both."""
+        reused = self.up
+        if not reused:
+            self._open(run)
+        else:
+            self.env.restart_server(run.variables())
+        server = self._wait_for_server()
+        if self.last_server and server["id"] == self.last_server["id"]:
+            raise RunFailed(f"the server container {server['id']} was not replaced for this run")
+        self.last_server = server
+        redis = self.agents[0].flush_redis()
+        if redis.get("keys_after") != 0:
+            raise RunFailed(f"Redis still holds {redis.get('keys_after')} keys after FLUSHALL")
+        return {"environment": self.project, "environment_reused": reused,
+                "runs_before_in_environment": self.runs_served, "server": server, "redis": redis}
+
+    def _wait_for_server(self) -> dict:
+        """Until the server answers through a generator (a restarted server needs a moment)."""
+        deadline = time.monotonic() + SERVER_READY_S
+        detail = "no answer yet"
+        while time.monotonic() < deadline:
+            identity = self.env.server_identity()
+            if identity.get("state") in ("exited", "dead"):
+                raise RunFailed(f"the server exited on start (code {identity.get('exit_code')}): "
+                                f"{identity.get('log_tail') or 'no output'}")
+            try:
+                probe = self.agents[0].probe()
+            except AgentError as exc:
+                probe = {"ok": False, "detail": str(exc)}
+            if probe.get("ok"):
+                return identity
+            detail = probe.get("detail") or detail
+            time.sleep(0.1)
+        raise RunFailed(f"the server did not answer within {SERVER_READY_S:g} s: {detail}")
+
+    # ------------------------------------------------------------ one run
+
+    def execute(self, run: RunPlan) -> RunOutcome:
+        t0 = time.monotonic()
+        timeline: list[list] = []
+        entry = {"status": "preparing", "started_at": now_iso(), "error": None, "timeline": timeline}
+
+        def enter(state: str, save: bool = False) -> None:
+            timeline.append([state, round(time.monotonic() - t0, 3)])
+            entry["status"] = state
+            if save:
+                self.store.record_run(run.id, entry)
+            self.progress.phase(PHASES[state])
+
+        self.progress.run_started(run, phase=PHASES["preparing"])
+        verification = start_state = None
+        try:
+            enter("preparing", save=True)
+            start_state = self._fresh_start(run)
+            provenance = run_provenance(self.store, self.env)
+            if not self.tools.get(run.tool):
+                raise RunFailed(missing_tool_message(run.tool))
+
+            enter("verifying")
+            verification = self.agents[0].verify(SERVER_URL, run.static_path)
+            if not verification["passed"]:
+                failed = [f"{c['name']}: {c['detail']}" for c in verification["checks"] if not c["passed"]]
+                raise RunFailed("verification failed: " + "; ".join(failed))
+
+            warmup = run.warmup_spec(SERVER_URL)
+            if warmup:
+                enter("warming_up")
+                self._load(f"{run.id}-warmup", warmup, progress=None)
+
+            before = settled_counters(self.agents[0])
+            containers = self.env.containers()
+            sampler = StatsSampler(containers, run.id).start()
+            enter("measuring", save=True)
+            try:
+                results = self._load(run.id, run.load_spec(SERVER_URL),
+                                     progress=lambda elapsed: self.progress.measuring(
+                                         elapsed, _rate_so_far(self.agents[0], before, elapsed, run)))
+            finally:
+                stats = sampler.stop()
+            enter("recording")
+            after = settled_counters(self.agents[0])
+            fields = summarise(run, results, stats, before, after, verification, containers)
+            timeline.append(["complete", round(time.monotonic() - t0, 3)])
+            fields.update(start_state=start_state, provenance=provenance, timeline=timeline,
+                          started_at=entry["started_at"])
+            self.runs_served += 1
+            return RunOutcome(fields, stats)
+        except KeyboardInterrupt:
+            # run_on_agents has already stopped the generators
+            timeline.append(["interrupted", round(time.monotonic() - t0, 3)])
+            self.store.record_run(run.id, {"status": "interrupted", "error": "interrupted by the user",
+                                           "timeline": timeline, "start_state": start_state})
+            raise
+        except Exception as exc:  # one failed run must not lose the others
+            self.broken = True
+            reason = str(exc) if isinstance(exc, RunFailed) else f"{type(exc).__name__}: {exc}"
+            timeline.append(["failed", round(time.monotonic() - t0, 3)])
+            return RunOutcome({
+                "status": "failed", "error": reason, "failed_in": entry["status"],
+                "started_at": entry["started_at"], "timeline": timeline, "start_state": start_state,
+                "verification": verification,
+                "validity": {"valid": False, "reasons": [reason]},
+            })
+
+    def _load(self, run_id: str, spec: dict, progress: Callable[[float], None] | None) -> list[dict]:
+        """One load split over the agents, started together; every share must finish."""
+        hostnames = {agent.url: agent.hostname for agent in self.agents}
+        on_progress = None
+        if progress:
+            def on_progress(elapsed, statuses):
+                progress(max(0.0, elapsed - START_DELAY_S))
+        shares = run_on_agents([agent.url for agent in self.agents], spec, start_delay_s=START_DELAY_S,
+                               on_progress=on_progress, run_id=run_id, token=self.token, poll_s=0.25)
+        for share in shares:
+            if share["state"] != "done":
+                who = hostnames.get(share["agent"]) or share["agent"]
+                raise RunFailed(f"generator {who} {share['state']}: {share['error']}")
+        return [{"agent": s["agent"], "node": hostnames.get(s["agent"]), "spec": s["spec"],
+                 "raw_output": s["raw_output"], "result": s["result"]} for s in shares]
+
+
+def missing_tool_message(tool: str) -> str:
+    hint = {"wrk2": " (supply one: make images WRK2=/path/to/wrk2)",
+            "oha": " (build it in: make images TOOLS=oha)"}.get(tool, "")
+    return f"{tool} is not installed in the loadgen image{hint}"
+
+
+def run_provenance(store: ResultStore, env) -> dict:
+    """What this run was measured with. A resumed result may span an image rebuild or a new
+    commit: each run says what it ran, and where that differs from the result's first run."""
+    facts = host_facts()
+    mine = {"images": env.image_ids(), "git_commit": facts["git_commit"],
+            "hostname": facts["hostname"], "kernel": facts["kernel"], "cores": facts["cores"],
+            "cpu_model": facts["cpu_model"]}
+    recorded = store.doc["environment"]
+    differs = [f"images.{svc}: {img} (result: {recorded.get('images', {}).get(svc)})"
+               for svc, img in sorted(mine["images"].items())
+               if recorded.get("images", {}).get(svc) not in (None, img)]
+    differs += [f"{k}: {mine[k]} (result: {recorded.get(k)})"
+                for k in ("git_commit", "hostname", "kernel", "cores", "cpu_model")
+                if recorded.get(k) not in (None, mine[k])]
+    if differs:
+        mine["differs_from_result"] = differs
+        recorded["provenance_varies"] = True
+    return mine
 
 
 def _note_environment(store: ResultStore, env) -> None:
@@ -157,33 +324,15 @@ def _note_environment(store: ResultStore, env) -> None:
         store.save()
 
 
-def _load(agents: list[AgentClient], run_id: str, spec: dict,
-          progress: Callable[[float], None] | None) -> list[dict]:
-    """One load split over the agents, started together; every share must finish."""
-    hostnames = {agent.url: agent.hostname for agent in agents}
-    on_progress = None
-    if progress:
-        def on_progress(elapsed, statuses):
-            progress(max(0.0, elapsed - START_DELAY_S))
-    shares = run_on_agents([agent.url for agent in agents], spec, start_delay_s=START_DELAY_S,
-                           on_progress=on_progress, run_id=run_id)
-    for share in shares:
-        if share["state"] != "done":
-            who = hostnames.get(share["agent"]) or share["agent"]
-            raise RunFailed(f"generator {who} {share['state']}: {share['error']}")
-    return [{"agent": s["agent"], "node": hostnames.get(s["agent"]), "spec": s["spec"],
-             "raw_output": s["raw_output"], "result": s["result"]} for s in shares]
-
-
-def settled_counters(agent: AgentClient, quiet_s: float = 0.5, limit_s: float = 15.0) -> dict:
+def settled_counters(agent: AgentClient, quiet_s: float = 0.3, limit_s: float = 15.0) -> dict:
     """Redis counters once they stop moving: requests the server had already read when the
     generators stopped (thousands, at high concurrency) are still being served, and would be
     counted in the next window."""
     deadline = time.monotonic() + limit_s
-    last = agent.counters(REDIS_HOST, REDIS_PORT)
+    last = agent.counters()
     while time.monotonic() < deadline:
         time.sleep(quiet_s)
-        now = agent.counters(REDIS_HOST, REDIS_PORT)
+        now = agent.counters()
         if now == last:
             return now
         last = now
@@ -196,7 +345,7 @@ def _rate_so_far(agent: AgentClient, before: dict, elapsed: float, run: RunPlan)
     if share <= 0 or elapsed < 1:
         return None
     try:
-        now = agent.counters(REDIS_HOST, REDIS_PORT)
+        now = agent.counters()
     except Exception:
         return None
     return (now["visitor_count"] - before["visitor_count"]) / share / elapsed

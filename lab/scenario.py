@@ -13,7 +13,7 @@ from typing import Literal, Optional
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from loadgen.spec import MODES, TOOLS
+from loadgen.spec import MODES, TOOLS, LoadSpec, SpecError
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIO_DIR = ROOT / "scenarios"
@@ -134,6 +134,17 @@ class Sweep(Strict):
     def _positive(cls, v):
         if v is not None and any(x < 1 for x in v):
             raise ValueError("every value must be 1 or more")
+        return v
+
+    @field_validator("arch", "connections", "rate")
+    @classmethod
+    def _each_once(cls, v):
+        # Two equal values would plan two runs with one id; repeats measure a cell again.
+        if v is not None:
+            twice = sorted({x for x in v if v.count(x) > 1}, key=str)
+            if twice:
+                raise ValueError(f"{', '.join(map(str, twice))} appear(s) more than once; list each "
+                                 "value once and use repeats to measure a cell several times")
         return v
 
 
@@ -287,18 +298,8 @@ def resolved_constraints(s: Scenario) -> dict[str, object]:
 
 
 def check_consistency(s: Scenario, host_cpus: Optional[set[int]] = None) -> list[str]:
-    problems: list[str] = []
+    problems: list[str] = load_problems(s)
     load = s.load
-    rates = swept(s, "rate", [load.rate] if load.rate else [])
-    if load.mode == "open" and not rates:
-        problems.append("load.rate: an open-mode run needs a rate (total requests/second); "
-                        "set load.rate or sweep.rate, or use mode: closed")
-    if load.mode == "closed" and rates:
-        problems.append("load.rate: a rate applies only to mode: open; remove it or set mode: open")
-    if load.tool == "wrk" and load.mode == "open":
-        problems.append("load.tool: Debian's wrk has no fixed-rate mode; use tool: wrk2 or oha for mode: open")
-    if load.tool == "wrk2" and load.mode == "closed":
-        problems.append("load.tool: wrk2 always runs at a fixed rate; use mode: open with a rate, or tool: wrk")
     try:
         constraints = resolved_constraints(s)
     except ValueError as exc:
@@ -322,7 +323,6 @@ def check_consistency(s: Scenario, host_cpus: Optional[set[int]] = None) -> list
         problems.append(f"constraints.nofile: {nofile} is above this host's hard limit {NOFILE_HARD_LIMIT}")
     levels = swept(s, "connections", None)
     field = "sweep.connections" if levels else "load.connections"
-    kinds = sum(1 for w in load.mix.model_dump().values() if w > 0)
     for connections in levels or [load.connections]:
         per_generator = -(-connections // s.generators)
         if per_generator + GENERATOR_FD_MARGIN > nofile:
@@ -331,20 +331,63 @@ def check_consistency(s: Scenario, host_cpus: Optional[set[int]] = None) -> list
                 f"{per_generator + GENERATOR_FD_MARGIN} open files each, above nofile={nofile}; "
                 f"add generators or lower the connections")
             break
-        if connections < load.threads:
-            problems.append(f"load.threads: {load.threads} threads need at least as many connections "
-                            f"(got {connections}); lower load.threads")
-            break
-        if load.tool == "oha" and connections < s.generators * kinds:
-            problems.append(f"load.connections: oha runs one process per request kind, so {kinds} kinds "
-                            f"over {s.generators} generator(s) need at least {s.generators * kinds} "
-                            f"connections (got {connections})")
-            break
         if connections < s.generators * load.threads and load.tool != "oha":
             problems.append(f"generators: {s.generators} generators x {load.threads} threads need at least "
                             f"{s.generators * load.threads} connections (got {connections})")
             break
     return problems
+
+
+# The generators' base URL inside an environment; only its form matters to the checks.
+PLANNED_URL = "http://server:8000"
+
+
+def load_problems(s: Scenario) -> list[str]:
+    """The load specification's own rules (loadgen.spec, which the agents apply too), checked for
+    every run the sweep makes and for its split over the generators, before anything starts."""
+    problems: list[str] = []
+    seen: set[str] = set()
+    load = s.load
+    for connections in swept(s, "connections", [load.connections]):
+        for rate in swept(s, "rate", [load.rate]):
+            try:
+                LoadSpec(tool=load.tool, mode=load.mode, url=PLANNED_URL, connections=connections,
+                         threads=load.threads, duration_s=load.duration_s, rate=rate,
+                         timeout_s=load.timeout_s, mix=load.mix.model_dump(),
+                         static_path=load.static_path).split(s.generators)
+            except SpecError as exc:
+                message = str(exc).removeprefix(f"{exc.field}: ")
+                where = _scenario_field(s, exc.field)
+                if f"{where}: {message}" in seen:  # one line per rule, at its first run
+                    continue
+                seen.add(f"{where}: {message}")
+                if s.sweep or s.generators > 1:
+                    message += (f" (for {connections} connections" + (f" at {rate}/s" if rate else "")
+                                + f" over {s.generators} generator(s))")
+                problems.append(f"{where}: {message}")
+    return problems
+
+
+def _scenario_field(s: Scenario, spec_field: str) -> str:
+    """The scenario field behind a LoadSpec field."""
+    if spec_field in ("connections", "rate") and s.sweep and getattr(s.sweep, spec_field):
+        return f"sweep.{spec_field}"
+    if spec_field == "generators":
+        return "generators"
+    return f"load.{spec_field}"
+
+
+def with_overrides(s: Scenario, source: str, duration_s: Optional[int] = None) -> Scenario:
+    """The scenario with command-line overrides applied and validated by the same schema, so an
+    override the scenario file could not hold is refused the same way, naming the field."""
+    if duration_s is None:
+        return s
+    data = s.model_dump(mode="json")
+    data["load"]["duration_s"] = duration_s
+    if isinstance(duration_s, int) and duration_s > 0:
+        # A shortened run keeps its warm-up in proportion.
+        data["load"]["warmup_s"] = min(s.load.warmup_s, duration_s // 5)
+    return validate_scenario(data, f"{source} with --duration {duration_s}")
 
 
 def _cpu_text(cpus: set[int]) -> str:

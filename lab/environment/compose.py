@@ -19,6 +19,7 @@ import docker
 import docker.errors
 
 from lab.cleanup import PROJECT_LABEL
+from lab.environment import TeardownError
 from lab.scenario import ROOT
 
 SERVICES = ("redis", "server", "loadgen")  # in start order
@@ -59,7 +60,7 @@ class ComposeEnvironment:
     """One compose project: redis, server and N loadgen replicas with the scenario's constraints."""
 
     def __init__(self, project: str, variables: dict[str, str], generators: int = 1,
-                 root: Path = ROOT) -> None:
+                 root: Path = ROOT, agent_token: Optional[str] = None) -> None:
         if not PROJECT_NAME.match(project):
             raise ValueError(f"compose project name {project!r}: use lowercase letters, digits, '-' and '_'")
         if generators < 1:
@@ -67,6 +68,7 @@ class ComposeEnvironment:
         self.project = project
         self.variables = {k: str(v) for k, v in variables.items()}
         self.generators = generators
+        self.agent_token = agent_token  # kept out of `variables`, which results record
         self.root = Path(root)
         self.files = [self.root / "docker-compose.yml", self.root / "compose" / "publish-agents.yml"]
         self._client: Optional[docker.DockerClient] = None
@@ -91,6 +93,8 @@ class ComposeEnvironment:
         env = {k: v for k, v in os.environ.items()
                if not k.startswith("ZL_") and k not in ("COMPOSE_FILE", "COMPOSE_PROJECT_NAME")}
         env.update(self.variables)
+        if self.agent_token:
+            env["ZL_AGENT_TOKEN"] = self.agent_token
         return env
 
     def _compose(self, *args: str, timeout_s: float = 300, check: bool = True) -> subprocess.CompletedProcess:
@@ -119,6 +123,36 @@ class ComposeEnvironment:
             # Compose stops at the first dependency that never became healthy: say which and why.
             raise ComposeError(f"{exc}\n{self._health_report()}") from None
         self._wait_healthy(deadline, timeout_s)
+
+    def restart_server(self, variables: dict[str, str]) -> None:
+        """A new server container with the run's options (architecture, workers, backlog, read
+        timeout); Redis and the generators stay as they are."""
+        self.variables.update({k: str(v) for k, v in variables.items()})
+        self._compose("up", "-d", "--no-build", "--no-deps", "--force-recreate", "--timeout", "5",
+                      "server", timeout_s=120)
+
+    def server_identity(self) -> dict:
+        """The server container now: which one, since when, and its state."""
+        found = self.containers().get("server") or []
+        if not found:
+            return {"state": "missing"}
+        c = found[0]
+        state = c.attrs["State"]
+        identity = {"container": c.name, "id": c.id[:12], "started_at": state.get("StartedAt"),
+                    "state": state.get("Status"), "pid": state.get("Pid")}
+        if state.get("Status") in ("exited", "dead"):
+            identity["exit_code"] = state.get("ExitCode")
+            try:
+                identity["log_tail"] = c.logs(tail=10).decode(errors="replace").strip()
+            except docker.errors.APIError:
+                pass
+        return identity
+
+    def leftovers(self) -> list[str]:
+        """Containers and networks of this project that already exist (an earlier controller's)."""
+        label = {"label": f"{PROJECT_LABEL}={self.project}"}
+        return ([f"container {c.name}" for c in self.client.containers.list(all=True, filters=label)]
+                + [f"network {n.name}" for n in self.client.networks.list(filters=label)])
 
     def _check_images(self) -> None:
         tag = self.variables.get("ZL_TAG") or "latest"
@@ -179,7 +213,9 @@ class ComposeEnvironment:
         return "\n".join(lines) or "(no container of the project is unhealthy)"
 
     def down(self) -> None:
-        """Removes the project's containers, networks and volumes; safe to call any number of times."""
+        """Removes the project's containers, networks and volumes; safe to call any number of
+        times. Raises TeardownError naming whatever is still there afterwards (a network another
+        container holds, a container the engine will not remove)."""
         interrupted: Optional[BaseException] = None
         try:
             self._compose("down", "-v", "--remove-orphans", "--timeout", "10", timeout_s=180, check=False)
@@ -187,28 +223,34 @@ class ComposeEnvironment:
             interrupted = exc
         except (subprocess.SubprocessError, OSError, ComposeError):
             pass
-        self._sweep()
+        reasons: dict[str, str] = {}
+        remaining = self._sweep(reasons)
+        if remaining:
+            error = TeardownError(f"compose project {self.project}: still there after compose down "
+                                  "and the sweep", remaining, reasons)
+            if interrupted is None:
+                raise error
+            interrupted.add_note(str(error))  # the interrupt goes on, its traceback says what is left
         if interrupted is not None:
             raise interrupted
 
-    def _sweep(self) -> None:
-        """Whatever still carries the project's label once compose is done (a killed `up`, say)."""
+    def _sweep(self, reasons: dict[str, str]) -> list[str]:
+        """Whatever still carries the project's label once compose is done (a killed `up`, say);
+        returns what is still there then, and why the engine refused it in `reasons`."""
         label = {"label": f"{PROJECT_LABEL}={self.project}"}
-        for c in self.client.containers.list(all=True, filters=label):
-            try:
-                c.remove(force=True, v=True)
-            except docker.errors.NotFound:
-                pass
-        for n in self.client.networks.list(filters=label):
-            try:
-                n.remove()
-            except docker.errors.NotFound:
-                pass
-        for v in self.client.volumes.list(filters=label):
-            try:
-                v.remove(force=True)
-            except docker.errors.NotFound:
-                pass
+        kinds = (("container", lambda: self.client.containers.list(all=True, filters=label),
+                  lambda c: c.remove(force=True, v=True)),
+                 ("network", lambda: self.client.networks.list(filters=label), lambda n: n.remove()),
+                 ("volume", lambda: self.client.volumes.list(filters=label), lambda v: v.remove(force=True)))
+        for kind, listing, remove in kinds:
+            for obj in listing():
+                try:
+                    remove(obj)
+                except docker.errors.NotFound:
+                    pass
+                except docker.errors.APIError as exc:
+                    reasons[f"{kind} {obj.name}"] = str(exc.explanation or exc)
+        return [f"{kind} {obj.name}" for kind, listing, _ in kinds for obj in listing()]
 
     # -- inspection ------------------------------------------------------------------------------
     def containers(self) -> dict[str, list]:

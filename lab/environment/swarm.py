@@ -14,10 +14,14 @@ import docker
 from docker.errors import APIError, NotFound
 
 from lab.cleanup import STACK_LABEL
+from lab.environment import TeardownError
 from lab.environment.compose import AGENT_PORT, SERVICES, replicas
 from lab.scenario import ROOT, Scenario, ScenarioError, parse_cpuset, resolved_constraints
 
 STACK_FILE = ROOT / "compose" / "swarm-stack.yml"
+# Seconds after `docker stack rm` past which a task container still running is removed by force
+# (the services' stop_grace_period is 10 s).
+STRAGGLER_GRACE_S = 30
 SERVER_LABEL, LOAD_LABEL = "zerolab.server", "zerolab.load"
 
 
@@ -35,10 +39,12 @@ def check_swarm_constraints(scenario: Scenario) -> None:
 class SwarmEnvironment:
     engine = "swarm"
 
-    def __init__(self, project: str, variables: dict[str, str], generators: int = 1):
+    def __init__(self, project: str, variables: dict[str, str], generators: int = 1,
+                 agent_token: str | None = None):
         self.project = project
         self.variables = dict(variables)
         self.generators = generators
+        self.agent_token = agent_token  # kept out of `variables`, which results record
         self.client = docker.from_env()
 
     # ------------------------------------------------------------ lifecycle
@@ -72,6 +78,8 @@ class SwarmEnvironment:
     def up(self, timeout_s: float = 180) -> None:
         self._check_swarm()
         env = os.environ | self.stack_variables()
+        if self.agent_token:
+            env["ZL_AGENT_TOKEN"] = self.agent_token
         out = subprocess.run(
             ["docker", "stack", "deploy", "--resolve-image", "never", "-c", str(STACK_FILE), self.project],
             env=env, capture_output=True, text=True, timeout=120)
@@ -79,21 +87,126 @@ class SwarmEnvironment:
             raise RuntimeError(f"docker stack deploy {self.project} failed: {out.stderr.strip() or out.stdout.strip()}")
         self._wait_running(timeout_s)
 
-    def down(self) -> None:
-        """Removes the stack and waits until its containers and network are gone."""
-        subprocess.run(["docker", "stack", "rm", self.project], capture_output=True, text=True, timeout=60)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            left = self.client.containers.list(all=True, filters={"label": f"{STACK_LABEL}={self.project}"})
-            nets = self.client.networks.list(filters={"label": f"{STACK_LABEL}={self.project}"})
-            if not left and not nets:
-                return
-            for net in nets if not left else []:
-                try:
-                    net.remove()
-                except (APIError, NotFound):
-                    pass
-            time.sleep(1)
+    def down(self, timeout_s: float = 120) -> None:
+        """Removes the stack and returns once none of its services, containers (on this node) and
+        networks remain, removing what Swarm leaves behind (a network whose containers are gone).
+        A Ctrl-C meanwhile does not abandon it: the wait goes on to its end, then the interrupt
+        is raised. Raises TeardownError naming what is still there after `timeout_s`."""
+        deadline = time.monotonic() + timeout_s
+        interrupted: BaseException | None = None
+        removed_at: float | None = None
+        remaining, reasons = [f"stack {self.project} (not looked at)"], {}
+        while True:
+            try:
+                if removed_at is None:
+                    self._stack_rm()
+                    removed_at = time.monotonic()
+                remaining, reasons = self._remove_stragglers(
+                    force=time.monotonic() - removed_at > STRAGGLER_GRACE_S)
+                if not remaining or time.monotonic() >= deadline:
+                    break
+                time.sleep(1)
+            except KeyboardInterrupt as exc:  # finish the bounded wait, then let the interrupt go on
+                interrupted = exc
+                if time.monotonic() >= deadline:
+                    break
+        if remaining:
+            error = TeardownError(f"stack {self.project}: still there {timeout_s:g} s after docker stack rm",
+                                  remaining, reasons)
+            if interrupted is None:
+                raise error
+            interrupted.add_note(str(error))  # the interrupt goes on, its traceback says what is left
+        if interrupted is not None:
+            raise interrupted
+
+    def _stack_rm(self) -> None:
+        """`docker stack rm`: removes the services and asks for the networks, which Swarm refuses
+        while tasks still use them; _remove_stragglers() finishes the job."""
+        try:
+            subprocess.run(["docker", "stack", "rm", self.project], capture_output=True, text=True, timeout=60)
+        except (subprocess.SubprocessError, OSError):
+            pass  # the stragglers' pass removes the services itself
+
+    def _remove_stragglers(self, force: bool = False) -> tuple[list[str], dict[str, str]]:
+        """One look at what is left of the stack: services are removed, containers whose service
+        is gone and which no longer run (with `force`, also those still running) are removed,
+        networks once no container of the stack is left. Returns what is still there and, for
+        some, why the engine refused to remove it."""
+        label = {"label": f"{STACK_LABEL}={self.project}"}
+        reasons: dict[str, str] = {}
+        try:
+            manager = bool((self.client.info().get("Swarm") or {}).get("ControlAvailable"))
+            services = self.client.services.list(filters=label) if manager else []
+            containers = self.client.containers.list(all=True, filters=label)
+            networks = self.client.networks.list(filters=label)
+        except docker.errors.DockerException as exc:
+            return [f"stack {self.project} (could not be looked at: {exc})"], {}
+
+        def attempt(what: str, action) -> bool:
+            try:
+                action()
+            except NotFound:
+                return True
+            except APIError as exc:
+                reasons[what] = str(exc.explanation or exc)
+                return False
+            return True
+
+        remaining = [f"service {s.name}" for s in services
+                     if not attempt(f"service {s.name}", s.remove)]
+        # Swarm stops a removed service's tasks (with their grace period) and removes their
+        # containers itself; what it has stopped and left, or still runs well past the grace
+        # period, is removed here.
+        live = {s.name for s in services}
+        for c in containers:
+            what = f"container {c.name}"
+            stopped = force or c.status in ("created", "exited", "dead")
+            owner = c.labels.get("com.docker.swarm.service.name")
+            if not (stopped and owner not in live and attempt(what, lambda c=c: c.remove(force=True, v=True))):
+                remaining.append(what)
+        for n in networks:
+            what = f"network {n.name}"
+            if containers or not attempt(what, n.remove):
+                remaining.append(what)
+        return remaining, reasons
+
+    def restart_server(self, variables: dict[str, str]) -> None:
+        """A new server task with the run's options; Redis and the generators stay."""
+        self.variables.update({k: str(v) for k, v in variables.items()})
+        from lab.plan import SERVER_VARIABLES
+
+        # Not detached: it returns once the old task is gone and the new one runs, so nothing
+        # can reach the old server afterwards.
+        cmd = ["docker", "service", "update", "--force", "--quiet"]
+        for key in SERVER_VARIABLES:
+            if key in self.variables:
+                cmd += ["--env-add", f"{key}={self.variables[key]}"]
+        out = subprocess.run([*cmd, f"{self.project}_server"], capture_output=True, text=True, timeout=120)
+        if out.returncode != 0:
+            raise RuntimeError(f"restarting {self.project}_server failed: {out.stderr.strip() or out.stdout.strip()}")
+
+    def server_identity(self) -> dict:
+        """The running server task: which one, on which node, since when."""
+        tasks = self._tasks("server")
+        running = [t for t in tasks if t["Status"]["State"] == "running"]
+        if not running:
+            failed = [t for t in tasks if t["Status"]["State"] in ("failed", "rejected", "complete")]
+            if failed:
+                status = failed[0]["Status"]
+                return {"state": "exited", "exit_code": (status.get("ContainerStatus") or {}).get("ExitCode"),
+                        "log_tail": status.get("Err") or status.get("Message")}
+            return {"state": tasks[0]["Status"]["State"] if tasks else "missing"}
+        t = running[0]
+        return {"task": t["ID"][:12], "id": ((t["Status"].get("ContainerStatus") or {}).get("ContainerID") or t["ID"])[:12],
+                "node": t.get("NodeID"), "started_at": t["Status"].get("Timestamp"), "state": "running"}
+
+    def leftovers(self) -> list[str]:
+        """Services of this stack that already exist (an earlier controller's)."""
+        try:
+            services = self.client.services.list(filters={"label": f"{STACK_LABEL}={self.project}"})
+        except APIError:
+            return []
+        return [f"service {s.name}" for s in services]
 
     # ------------------------------------------------------------ what the runner reads
 

@@ -77,8 +77,9 @@ def test_open_mode_without_rate():
 
 
 def test_rate_in_closed_mode_and_wrk_in_open_mode():
-    assert any("only to mode: open" in p for p in problems({"load": {"rate": 100}}))
-    assert any("Debian's wrk has no fixed-rate" in p
+    assert any(p.startswith("load.rate:") and "use mode: open" in p
+               for p in problems({"load": {"rate": 100}}))
+    assert any(p.startswith("load.mode:") and "Debian's wrk has no rate option" in p
                for p in problems({"load": {"mode": "open", "rate": 100}}))
 
 
@@ -183,7 +184,9 @@ def test_results_are_atomic_resumable_and_indexed(tmp_path):
     done = {"status": "complete", "requests_per_sec": 12.5, "latency_ms": {"p99": 3.0},
             "validity": {"valid": True, "reasons": []}, "errors": {"read": float("nan")}}
     store.record_run(runs[0].id, done)
-    store.finish("interrupted")
+    store.record_run(runs[1].id, {"status": "measuring"})
+    assert json.loads((store.dir / "result.json").read_text())["status"] == "running"
+    assert store.finish() == "interrupted"
     doc = json.loads((store.dir / "result.json").read_text())
     assert doc["status"] == "interrupted"
     assert [r["status"] for r in doc["runs"]] == ["complete", "interrupted"]
@@ -197,6 +200,31 @@ def test_results_are_atomic_resumable_and_indexed(tmp_path):
     assert ResultStore.resumable(tmp_path, "t", "other-digest") is None
 
 
+def test_the_result_status_is_derived_from_the_runs():
+    from lab.results import derive_status
+
+    def status(*states):
+        return derive_status([{"status": s} for s in states])
+
+    assert status("complete", "complete") == "complete"
+    assert status("complete", "pending") == "interrupted"  # never "complete" with runs to do
+    assert status("complete", "failed") == "failed"
+    assert status("failed", "interrupted") == "interrupted"
+    assert status("complete", "warming_up") == "running"
+    with pytest.raises(ValueError):
+        status("complete", "done")
+
+
+def test_a_result_killed_mid_run_is_resumed(tmp_path):
+    """A controller SIGKILLed mid-run leaves status running and a run measuring: resumable."""
+    s = validate_scenario({"name": "t", "sweep": {"connections": [10, 20]}}, "t", host_cpus=TWO_CPUS)
+    runs = plan_runs(s)
+    store = ResultStore.create(tmp_path, s.model_dump(mode="json"), scenario_digest(s), runs, {})
+    store.record_run(runs[0].id, {"status": "measuring"})
+    again = ResultStore.resumable(tmp_path, "t", scenario_digest(s))
+    assert again is not None and again.pending() == [r.id for r in runs]
+
+
 def test_durations_are_whole_seconds():
     [p] = problems({"load": {"duration_s": 1.5}})
     assert p.startswith("load.duration_s:") and "integer" in p
@@ -205,7 +233,46 @@ def test_durations_are_whole_seconds():
 def test_oha_needs_a_connection_per_request_kind():
     [p] = problems({"load": {"tool": "oha", "connections": 2, "threads": 1,
                              "mix": {"guestbook_get": 1, "guestbook_post": 1, "static": 1}}})
-    assert "oha runs one process per request kind" in p
+    assert p.startswith("load.connections:") and "one connection per request kind" in p
+
+
+def test_an_oha_rate_too_small_to_split_over_generators_and_kinds_is_refused():
+    # 5/s over two generators is 3 + 2, and two kinds need 1/s each in every share: fits.
+    validate_scenario({"name": "t", "generators": 2, "load": {
+        "tool": "oha", "mode": "open", "rate": 5, "connections": 8, "threads": 1,
+        "mix": {"guestbook_get": 1, "static": 1}}}, "t", host_cpus=TWO_CPUS)
+    [p] = problems({"generators": 2, "load": {
+        "tool": "oha", "mode": "open", "rate": 3, "connections": 8, "threads": 1,
+        "mix": {"guestbook_get": 1, "guestbook_post": 1, "static": 1}}})
+    assert p.startswith("load.rate:") and "per request kind" in p and "over 2 generator(s)" in p
+
+
+def test_duplicate_sweep_values_are_refused_naming_the_field():
+    found = problems({"sweep": {"arch": ["epoll", "poll", "epoll"], "connections": [20, 200, 20]}})
+    assert any(p.startswith("sweep.arch") and "epoll" in p and "more than once" in p for p in found)
+    assert any(p.startswith("sweep.connections") and "20 " in p for p in found)
+
+
+@pytest.mark.parametrize("duration", [0, -5, 4000])
+def test_a_duration_override_outside_the_schema_is_refused(duration):
+    from lab.scenario import with_overrides
+
+    s = validate_scenario({"name": "t"}, "t", host_cpus=TWO_CPUS)
+    with pytest.raises(ScenarioError) as err:
+        with_overrides(s, "scenario t", duration_s=duration)
+    assert f"--duration {duration}" in str(err.value)
+    assert err.value.problems[0].startswith("load.duration_s:")
+    short = with_overrides(s, "scenario t", duration_s=5)
+    assert short.load.duration_s == 5 and short.load.warmup_s == 1
+
+
+def test_cli_refuses_a_zero_duration_before_anything_starts(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "lab", "scenario", "smoke", "--duration", "0",
+                          "--results", str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "load.duration_s" in out.stdout and "--duration 0" in out.stdout
+    assert not any(tmp_path.iterdir())
 
 
 def test_swarm_reservations_never_exceed_the_cpu_sets():
