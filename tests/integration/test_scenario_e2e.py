@@ -14,6 +14,7 @@ import docker
 import pytest
 import yaml
 
+from lab.results import ACTIVE_STATES
 from lab.scenario import ROOT
 
 from labcli import PREFIX, cleanup, lab  # tests/integration/labcli.py
@@ -56,7 +57,7 @@ def test_smoke_gives_a_valid_result_that_agrees_with_redis(results):
     out = lab(["scenario", "smoke"], results)
     assert out.returncode == 0, out.stdout + out.stderr
     directory, doc = only_result(results, "smoke")
-    assert doc["schema_version"] == 1 and doc["status"] == "complete"
+    assert doc["schema_version"] == 2 and doc["status"] == "complete"
     env = doc["environment"]
     for key in ("engine", "cores", "kernel", "docker_version", "images", "git_commit"):
         assert env.get(key), key
@@ -119,7 +120,7 @@ def test_interrupt_keeps_finished_runs_and_the_same_command_resumes(results, tmp
             docs = list((results / "resume").glob("*/result.json"))
             if docs:
                 runs = json.loads(docs[0].read_text())["runs"]
-                if runs[0]["status"] == "complete" and runs[1]["status"] == "running":
+                if runs[0]["status"] == "complete" and runs[1]["status"] in ACTIVE_STATES:
                     break
             time.sleep(0.5)
         else:
@@ -142,3 +143,75 @@ def test_interrupt_keeps_finished_runs_and_the_same_command_resumes(results, tmp
     directory2, doc = only_result(results, "resume")
     assert directory2 == directory and doc["status"] == "complete"
     assert [r["status"] for r in doc["runs"]] == ["complete", "complete"]
+
+
+def test_runs_share_one_environment_each_from_a_fresh_server_and_an_empty_redis(results, tmp_path):
+    """Two architectures in one environment: the generators stay, the server container is new
+    for each run, Redis is empty when each run starts, and each run says so."""
+    path = write_scenario(tmp_path, "reuse", generators=1, sweep={"arch": ["preforked", "epoll"]},
+                          load={"duration_s": 2, "warmup_s": 1})
+    out = lab(["scenario", str(path)], results)
+    assert out.returncode == 0, out.stdout + out.stderr
+    _, doc = only_result(results, "reuse")
+    first, second = doc["runs"]
+    assert [r["status"] for r in doc["runs"]] == ["complete", "complete"], [r.get("error") for r in doc["runs"]]
+    a, b = first["start_state"], second["start_state"]
+    assert a["environment"] == b["environment"]
+    assert (a["environment_reused"], b["environment_reused"]) == (False, True)
+    assert a["server"]["id"] != b["server"]["id"]  # a fresh server process per run
+    assert a["redis"]["keys_after"] == b["redis"]["keys_after"] == 0
+    assert b["redis"]["keys_before"] > 0  # the first run's guestbook was there, and went
+    assert first["generators"][0]["node"] == second["generators"][0]["node"]  # generators stayed
+    # Each run records what it ran with, and moved through the named states.
+    for run in (first, second):
+        assert run["provenance"]["images"]["server"].startswith("sha256:")
+        assert run["provenance"]["git_commit"] and "differs_from_result" not in run["provenance"]
+        states = [state for state, _ in run["timeline"]]
+        assert states == ["preparing", "verifying", "warming_up", "measuring", "recording", "complete"]
+    assert second["verification"]["passed"] and second["validity"]["valid"], second["validity"]
+    assert not leftovers()
+
+
+def project_objects(project_prefix: str) -> dict[str, set[str]]:
+    client = docker.from_env()
+    return {"containers": {c.id for c in client.containers.list(all=True)
+                           if c.labels.get("com.docker.compose.project", "").startswith(project_prefix)}}
+
+
+def test_a_killed_controller_leaves_nothing_that_serves_the_rerun(results, tmp_path):
+    """SIGKILL mid-measurement: its generator goes on loading its server. The rerun removes all
+    of it before it starts, and the counts of the rerun agree with Redis."""
+    path = write_scenario(tmp_path, "killed", repeats=2, generators=1,
+                          load={"duration_s": 8, "warmup_s": 0})
+    env = os.environ | {"ZL_PROJECT_PREFIX": PREFIX}
+    proc = subprocess.Popen([sys.executable, "-m", "lab", "scenario", str(path), "--results", str(results)],
+                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            docs = list((results / "killed").glob("*/result.json"))
+            if docs and json.loads(docs[0].read_text())["runs"][0]["status"] == "measuring":
+                break
+            time.sleep(0.3)
+        else:
+            pytest.fail("the first run never started measuring")
+        time.sleep(2)
+        proc.kill()
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    _, killed_doc = only_result(results, "killed")
+    assert killed_doc["status"] == "running"  # what a killed controller leaves on disk
+    before = project_objects(PREFIX)["containers"]
+    assert before, "the killed controller's containers should still be there"
+
+    again = lab(["scenario", str(path)], results)
+    assert again.returncode == 0, again.stdout + again.stderr
+    _, doc = only_result(results, "killed")
+    assert doc["status"] == "complete" and [r["status"] for r in doc["runs"]] == ["complete", "complete"]
+    assert any("removed what an earlier controller left" in n for n in doc.get("notes", []))
+    for run in doc["runs"]:
+        assert run["validity"]["valid"], run["validity"]  # the counts agree: nobody else loaded it
+        assert not any(run["start_state"]["server"]["id"] in cid for cid in before)
+    assert not leftovers()
