@@ -1,5 +1,6 @@
 # The system under test: the server/ package on Debian's python3. Its Python dependencies come
-# from the host-built wheelhouse (wheels/ in the build context); nothing reaches PyPI here.
+# from the host-built wheelhouse (wheels/ in the build context), each checked against the hashes of
+# the lock file (wheels/requirements.txt); nothing reaches PyPI here.
 # Layers go from the least to the most often changed: apt, wheels, code.
 ARG BASE_IMAGE=debian:bookworm-slim
 FROM ${BASE_IMAGE}
@@ -12,7 +13,7 @@ RUN useradd --create-home --uid 10001 --user-group zerolab
 COPY wheels/ /wheels/
 RUN python3 -m venv /opt/venv \
  && /opt/venv/bin/pip install --no-index --find-links /wheels --no-cache-dir \
-        --disable-pip-version-check -r /wheels/requirements.txt
+        --disable-pip-version-check --require-hashes -r /wheels/requirements.txt
 ENV PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     PYTHONUNBUFFERED=1 \
     LANG=C.UTF-8
