@@ -16,30 +16,61 @@ ACCEPT_WEAKER ?=
 export ZL_PROJECT_PREFIX ?= zl
 A ?=
 B ?=
+# Load generators the loadgen image must carry. Debian's wrk is always there; oha is built with
+# cargo (about ten minutes, once per machine) only when listed: `make images TOOLS=oha`.
+# `make scenario` and `make verify` take the scenario's own tools, `make test` takes oha too.
+DEFAULT_TOOLS := wrk
+TOOLS ?= $(DEFAULT_TOOLS)
+# The tools of scenario NAME; the defaults when `lab tools` fails (a missing or invalid NAME),
+# so that `lab scenario` is the one to explain what is wrong.
+scenario_tools = $(or $(shell out="$$($(PY) -m lab tools "$(NAME)" 2>/dev/null)" && echo "$$out"),$(DEFAULT_TOOLS))
+# `make lock`: the lock tool, installed into .venv by that target only.
+UV_VERSION := 0.13.9
+UPGRADE ?=
 
-.PHONY: help venv images scenario verify report compare test test-unit bench-server bench-harness cleanup clean
+.PHONY: help venv lock images scenario verify report compare test test-unit bench-server bench-harness cleanup clean
 
 help:
 	@echo "make scenario NAME=<scenario> [ENGINE=compose|swarm] [FRESH=1]  run a scenario end to end"
 	@echo "make test                      unit, integration and container tests"
-	@echo "make images [WRK2=/path/wrk2]  build the server, redis and loadgen images"
+	@echo "make images [WRK2=/path/wrk2] [TOOLS=oha]  build the server, redis and loadgen images"
 	@echo "make verify NAME=<scenario>    bring an environment up, check it with testinfra, tear down"
 	@echo "make report [RUN=<dir>]        HTML report and plots of the latest (or given) results"
 	@echo "make compare A=<dir> B=<dir>   two results side by side"
 	@echo "make bench-server [C_SERVERS=dir]  requests/second of each architecture on the host"
 	@echo "make bench-harness             seconds the harness adds to every run"
 	@echo "make cleanup                   remove every zerolab container, network and volume left behind"
+	@echo "make lock [UPGRADE=1]          regenerate the hashed lock files from the .in files"
 
-# The virtual environment is rebuilt only when the pins change.
+# The virtual environment is rebuilt only when the pins change. Every package, also those pulled
+# in, is pinned with its hashes in requirements.txt: pip refuses anything else.
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --require-hashes -r requirements.txt
 	touch $@
 
 venv: $(VENV)/.installed
 
+# To change a pin: edit requirements.in or docker/requirements-*.in, run `make lock`, commit the
+# .in and .txt files together. Pins the .in files do not name are kept as they are in the .txt
+# files unless UPGRADE=1. The host's lock holds for any Python 3.11+ on any system; the images'
+# for Debian bookworm's CPython 3.11.2 on x86_64 (glibc 2.36), wheels only.
+UV_COMPILE = $(VENV)/bin/uv pip compile --quiet --generate-hashes --custom-compile-command "make lock" $(if $(UPGRADE),--upgrade,)
+IMAGE_TARGET = --python-version 3.11.2 --python-platform x86_64-manylinux_2_36 --only-binary :all:
+
+lock:
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
+	$(UV_COMPILE) --universal --python-version 3.11 requirements.in -o requirements.txt
+	$(UV_COMPILE) $(IMAGE_TARGET) docker/requirements-server.in -o docker/requirements-server.txt
+	$(UV_COMPILE) $(IMAGE_TARGET) docker/requirements-loadgen.in -o docker/requirements-loadgen.txt
+
 images: venv
-	WRK2="$(WRK2)" PYTHON="$(PY)" bash docker/build-images.sh
+	WRK2="$(WRK2)" PYTHON="$(PY)" TOOLS="$(TOOLS)" bash docker/build-images.sh
+
+# Target-specific, so that the images these build carry the tools the scenario (or the tests) use.
+scenario verify: TOOLS = $(scenario_tools)
+test: TOOLS = wrk oha
 
 scenario: images
 	$(PY) -m lab scenario "$(NAME)" --engine "$(ENGINE)" $(if $(FRESH),--fresh,) $(if $(DURATION),--duration $(DURATION),) $(if $(ACCEPT_WEAKER),--accept-weaker-cpu-limits,)

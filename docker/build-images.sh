@@ -2,14 +2,17 @@
 # Builds zerolab's images without needing a registry:
 #   1. a Debian bookworm base: BASE_IMAGE (default debian:bookworm-slim) when it is present or can
 #      be pulled, otherwise zerolab/debian-base:bookworm, built once with debootstrap + docker import;
-#   2. wheelhouses (build/wheelhouse/<image>/) of pinned wheels for bookworm's CPython 3.11,
-#      downloaded on the host, because pip cannot reach PyPI inside `docker build`;
-#   3. oha, built on the host with cargo (bookworm's rustc is too old for it);
+#   2. wheelhouses (build/wheelhouse/<image>/) of the wheels docker/requirements-<image>.txt pins
+#      with their hashes, for bookworm's CPython 3.11.2, downloaded on the host, because pip
+#      cannot reach PyPI inside `docker build`;
+#   3. oha, built on the host with cargo (bookworm's rustc is too old for it), when TOOLS asks for
+#      it; a binary built earlier goes into the image anyway;
 #   4. zerolab/redis, zerolab/server and zerolab/loadgen, labelled with the git commit.
 #
-# Environment: BASE_IMAGE, WRK2 (path to a wrk2 binary for the loadgen image), PYTHON (runs pip),
+# Environment: TOOLS (the load generators wanted, e.g. "wrk oha"; default wrk, which is always
+# there), BASE_IMAGE, WRK2 (path to a wrk2 binary for the loadgen image), PYTHON (runs pip),
 # ZL_TAG (image tag, default latest), DEBIAN_MIRROR, PULL_TIMEOUT (seconds), VERBOSE=1 (show the
-# docker build output instead of keeping it in build/logs/).
+# docker build output instead of keeping it in build/logs/), ZL_CACHE (where oha is kept).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -17,6 +20,8 @@ BUILD="$ROOT/build"
 LOGS="$BUILD/logs"
 PYTHON="${PYTHON:-python3}"
 WRK2="${WRK2:-}"
+TOOLS="${TOOLS:-wrk}"
+KNOWN_TOOLS="wrk wrk2 oha"
 TAG="${ZL_TAG:-latest}"
 DEBIAN_MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 PULL_TIMEOUT="${PULL_TIMEOUT:-20}"
@@ -25,6 +30,8 @@ LOCAL_BASE="zerolab/debian-base:bookworm"
 OHA_VERSION="1.16.0"
 # Outside the work tree, so fresh clones on the same machine reuse the ten-minute build.
 OHA_ROOT="${ZL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/zerolab}/oha-$OHA_VERSION"
+# Set by check_oha: whether the loadgen image gets oha.
+HAVE_OHA=0
 WHEELHOUSE="$BUILD/wheelhouse"
 # Bookworm's python3 is 3.11.2: wheels are chosen for that interpreter, not the host's.
 PIP_TARGET=(--only-binary=:all: --implementation cp --python-version 3.11.2 --abi cp311
@@ -142,23 +149,48 @@ fetch_wheels() {
     "$PYTHON" -m pip --version >/dev/null 2>&1 || die "PYTHON=$PYTHON has no pip; run 'make venv' or set PYTHON"
     info "$name: pip download (CPython 3.11.2, manylinux x86_64) from docker/requirements-$name.txt"
     # Download into a fresh folder and swap it in, so a failure never leaves a half wheelhouse
-    # and a changed pin never leaves a stale wheel behind.
+    # and a changed pin never leaves a stale wheel behind. Every wheel must match a hash of the
+    # lock file; the image checks them again when it installs.
     local tmp="$WHEELHOUSE/.$name.tmp"
     rm -rf "$tmp"; mkdir -p "$tmp" "$LOGS"
     if ! "$PYTHON" -m pip download --disable-pip-version-check --quiet "${PIP_TARGET[@]}" \
-            --dest "$tmp" -r "$req" >"$LOGS/wheels-$name.log" 2>&1; then
+            --require-hashes --dest "$tmp" -r "$req" >"$LOGS/wheels-$name.log" 2>&1; then
         tail -n 20 "$LOGS/wheels-$name.log" >&2
         rm -rf "$tmp"
         die "pip download for the $name image failed (is PyPI reachable from this host? log: build/logs/wheels-$name.log)"
     fi
-    ls "$tmp" | grep -q '^async_timeout-' || die "$name wheelhouse lacks async-timeout, which redis-py needs on Python 3.11.2"
+    ls "$tmp" | grep -q '^async_timeout-' \
+        || die "$name wheelhouse lacks async-timeout, which redis-py needs on Python 3.11.2: was docker/requirements-$name.txt locked by 'make lock'?"
     cp "$req" "$tmp/requirements.txt"
     rm -rf "$dir"; mv "$tmp" "$dir"
     info "$name: $(ls "$dir" | grep -c '\.whl$') wheels in build/wheelhouse/$name"
 }
 
 # ---------------------------------------------------------------------------------------------
-# 3. oha
+# 3. Load-generator binaries
+
+wants() { [[ " $TOOLS " == *" $1 "* ]]; }
+
+check_tools() {
+    local t
+    for t in $TOOLS; do
+        [[ " $KNOWN_TOOLS " == *" $t "* ]] || die "TOOLS=\"$TOOLS\": unknown tool '$t' (known: $KNOWN_TOOLS)"
+    done
+}
+
+# oha when TOOLS asks for it (built once per machine), or when a build of it is already there.
+check_oha() {
+    local bin="$OHA_ROOT/bin/oha"
+    if wants oha; then
+        build_oha
+        HAVE_OHA=1
+    elif [[ -x "$bin" ]] && "$bin" --version 2>/dev/null | grep -q "^oha $OHA_VERSION"; then
+        HAVE_OHA=1
+        info "oha $OHA_VERSION: $bin (built earlier)"
+    else
+        info "oha: not built, no tool asked for it (make images TOOLS=oha adds it; cargo, about ten minutes once)"
+    fi
+}
 
 build_oha() {
     local bin="$OHA_ROOT/bin/oha"
@@ -168,7 +200,7 @@ build_oha() {
     flock 9
     if [[ ! -x "$bin" ]]; then
         # Another cargo may already be writing there (a build started by hand, say): wait for it.
-        while pgrep -f "cargo install oha .*oha-$OHA_VERSION" >/dev/null 2>&1; do
+        while pgrep -f "cargo install oha .*--root $OHA_ROOT( |\$)" >/dev/null 2>&1; do
             info "oha: waiting for the running cargo build into $OHA_ROOT"
             sleep 10
         done
@@ -188,7 +220,14 @@ build_oha() {
 }
 
 check_wrk2() {
-    [[ -n "$WRK2" ]] || { info "wrk2: none given (WRK2=/path/to/wrk2 adds it to the loadgen image)"; return; }
+    if [[ -z "$WRK2" ]]; then
+        if wants wrk2; then
+            warn "wrk2 is asked for but none given: runs with tool wrk2 will fail (make images WRK2=/path/to/wrk2)"
+        else
+            info "wrk2: none given (WRK2=/path/to/wrk2 adds it to the loadgen image)"
+        fi
+        return
+    fi
     [[ -f "$WRK2" ]] || die "WRK2=$WRK2: no such file"
     [[ -x "$WRK2" ]] || die "WRK2=$WRK2 is not executable (chmod +x it)"
     local out
@@ -226,7 +265,7 @@ stage() {
         loadgen)
             cp -a "$WHEELHOUSE/loadgen" "$ctx/wheels"
             mkdir -p "$ctx/oha" "$ctx/wrk2"
-            cp -a "$OHA_ROOT/bin/oha" "$ctx/oha/oha"
+            if [[ "$HAVE_OHA" == 1 ]]; then cp -a "$OHA_ROOT/bin/oha" "$ctx/oha/oha"; fi
             if [[ -n "$WRK2" ]]; then cp -p "$WRK2" "$ctx/wrk2/wrk2"; fi
             copy_package "$ROOT/loadgen" "$ctx/loadgen"
             ;;
@@ -261,14 +300,15 @@ revision() {
 main() {
     command -v docker >/dev/null || die "docker is not installed"
     docker info >/dev/null 2>&1 || die "cannot talk to the Docker daemon (is it running, and may this user use it?)"
+    check_tools
     mkdir -p "$BUILD" "$LOGS"
     step "base image"
     pick_base
     step "wheelhouse"
     fetch_wheels server
     fetch_wheels loadgen
-    step "load-generator binaries"
-    build_oha
+    step "load-generator binaries (TOOLS: $TOOLS)"
+    check_oha
     check_wrk2
     REVISION="$(revision)"
     step "images (revision $REVISION, base $BASE)"
