@@ -24,9 +24,14 @@ def _parse(args):
 
 
 def _agent(args):
-    from .agent import serve
+    from .agent import AgentConfig, serve
 
-    serve(args.host, args.port)
+    try:
+        config = AgentConfig.from_env()
+    except ValueError as exc:
+        print(f"agent: {exc}", file=sys.stderr)
+        return 2
+    serve(args.host, args.port, config)
     return 0
 
 
@@ -63,7 +68,8 @@ def main(argv=None):
     p.add_argument("file")
     p.add_argument("--tool", choices=("wrk", "wrk2", "oha"), help="default: guessed from the text")
     p.set_defaults(func=_parse)
-    a = sub.add_parser("agent", help="serve the generator agent's HTTP protocol")
+    a = sub.add_parser("agent", help="serve the generator agent's HTTP protocol (environment: "
+                                     "ZL_AGENT_TOKEN, ZL_AGENT_TARGET, ZL_AGENT_REDIS)")
     a.add_argument("--host", default="0.0.0.0")
     a.add_argument("--port", type=int, default=9100)
     a.set_defaults(func=_agent)

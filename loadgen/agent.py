@@ -2,13 +2,21 @@
 
 The controller reaches every generator through this protocol (docs/architecture.md), so the
 same code works in a local container or on another machine.
+
+It is not an open relay: with ZL_AGENT_TOKEN set, every request but GET /health needs
+`Authorization: Bearer <token>`; it loads only ZL_AGENT_TARGET (the server's base URL) and
+reads only ZL_AGENT_REDIS (host:port), or loopback addresses when those are not set.
 """
+import hmac
+import http.client
+import ipaddress
 import json
 import os
 import signal
 import socket
 import threading
 import time
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
@@ -19,6 +27,130 @@ from .tools import STOP_GRACE_S, detect_tools, run_load
 from .verify import verify_server
 
 KEEP_RUNS = 20  # finished runs kept for the controller to read
+MAX_BODY = 1 << 20  # bytes; a LoadSpec is a few hundred
+PROBE_TIMEOUT_S = 1.0
+TOKEN_ENV, TARGET_ENV, REDIS_ENV = "ZL_AGENT_TOKEN", "ZL_AGENT_TARGET", "ZL_AGENT_REDIS"
+DEFAULT_REDIS = ("127.0.0.1", 6379)
+
+
+class Forbidden(Exception):
+    """An address this agent may not load or read."""
+
+
+def is_loopback(host):
+    """localhost, 127.0.0.0/8 or ::1, written as such (names are not resolved)."""
+    host = (host or "").strip("[]").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def url_origin(url):
+    """(scheme, host, port) of an http URL, host lower-cased, port defaulted; ValueError if
+    it has no host."""
+    parts = urlsplit(url)
+    if parts.scheme != "http" or not parts.hostname:
+        raise ValueError(f"{url!r} is not an http://host[:port] URL")
+    return parts.scheme, parts.hostname.lower(), parts.port or 80
+
+
+def parse_host_port(value, default_port=6379):
+    """'redis:6379' or '[::1]:6379' -> (host, port)."""
+    value = value.strip()
+    if value.startswith("["):
+        host, _, rest = value[1:].partition("]")
+        port = rest.lstrip(":") or default_port
+    else:
+        host, sep, port = value.rpartition(":")
+        if not sep:
+            host, port = value, default_port
+    if not host:
+        raise ValueError(f"{value!r} is not host:port")
+    try:
+        port = int(port)
+    except ValueError:
+        raise ValueError(f"{value!r}: the port is not a number") from None
+    if not 0 < port < 65536:
+        raise ValueError(f"{value!r}: the port is out of range")
+    return host.lower(), port
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    """What the agent may do: token (None: no authentication), target (the server's base URL
+    it may load and probe; None: loopback only), redis ((host, port) it may read and flush;
+    None: loopback only for reading, nothing to flush)."""
+    token: str | None = None
+    target: str | None = None
+    redis: tuple | None = None
+
+    @classmethod
+    def from_env(cls, environ=None):
+        """From ZL_AGENT_TOKEN, ZL_AGENT_TARGET and ZL_AGENT_REDIS (empty counts as unset);
+        ValueError naming the variable when one is malformed."""
+        env = os.environ if environ is None else environ
+        token = env.get(TOKEN_ENV) or None
+        target = (env.get(TARGET_ENV) or "").strip() or None
+        redis_addr = (env.get(REDIS_ENV) or "").strip() or None
+        if target is not None:
+            try:
+                url_origin(target)
+            except ValueError as exc:
+                raise ValueError(f"{TARGET_ENV}: {exc}") from None
+            if urlsplit(target).path not in ("", "/"):
+                raise ValueError(f"{TARGET_ENV}: {target!r} must be a base URL, without a path")
+            target = target.rstrip("/")
+        if redis_addr is not None:
+            try:
+                redis_addr = parse_host_port(redis_addr)
+            except ValueError as exc:
+                raise ValueError(f"{REDIS_ENV}: {exc}") from None
+        return cls(token=token, target=target, redis=redis_addr)
+
+    def check_url(self, url):
+        """Forbidden unless url is the target (same scheme, host and port), or, with no target
+        configured, a loopback address."""
+        try:
+            origin = url_origin(url)
+        except ValueError as exc:
+            raise Forbidden(str(exc)) from None
+        if self.target is not None:
+            if origin != url_origin(self.target):
+                raise Forbidden(f"{url} is not this agent's target; it may load only "
+                                f"{self.target} ({TARGET_ENV})")
+        elif not is_loopback(origin[1]):
+            raise Forbidden(f"{url} is not a loopback address; with {TARGET_ENV} unset this "
+                            f"agent may load only 127.0.0.0/8, ::1 or localhost")
+
+    def redis_address(self, host=None, port=None):
+        """(host, port) of the Redis to read: the configured one (host and port, when given,
+        must match it), or with none configured the given (default 127.0.0.1:6379) loopback
+        one; Forbidden otherwise."""
+        if self.redis is not None:
+            want_host, want_port = self.redis
+            if (host is not None and host.lower() != want_host) or \
+                    (port is not None and int(port) != want_port):
+                raise Forbidden(f"Redis {host or want_host}:{port or want_port} is not this "
+                                f"agent's; it may read only {want_host}:{want_port} ({REDIS_ENV})")
+            return self.redis
+        address = (host or DEFAULT_REDIS[0], int(port) if port is not None else DEFAULT_REDIS[1])
+        if not is_loopback(address[0]):
+            raise Forbidden(f"Redis {address[0]}:{address[1]} is not a loopback address; with "
+                            f"{REDIS_ENV} unset this agent may read only 127.0.0.0/8, ::1 or "
+                            f"localhost")
+        return address
+
+    def authorized(self, header):
+        """Whether an Authorization header value carries the token (constant-time compare)."""
+        if self.token is None:
+            return True
+        scheme, _, presented = (header or "").partition(" ")
+        if scheme.lower() != "bearer":
+            return False
+        return hmac.compare_digest(presented.strip().encode(), self.token.encode())
 
 
 class Busy(Exception):
@@ -67,14 +199,18 @@ class Run:
 
 
 class Agent:
-    def __init__(self):
+    def __init__(self, config=None):
+        self.config = config or AgentConfig()
         self.runs = {}
         self.lock = threading.Lock()
 
     def health(self):
+        redis_addr = self.config.redis
         return {"ok": True, "hostname": socket.gethostname(), "tools": detect_tools(),
                 "cpus": os.cpu_count(),
-                "busy": any(r.active for r in self.runs.values())}
+                "busy": any(r.active for r in self.runs.values()),
+                "target": self.config.target,
+                "redis": f"{redis_addr[0]}:{redis_addr[1]}" if redis_addr else None}
 
     def start(self, run_id, spec, start_at):
         with self.lock:
@@ -101,8 +237,12 @@ class Agent:
                 self.stop(run.run_id)
 
 
+def _redis(host, port):
+    return redis.Redis(host=host, port=port, socket_timeout=5, socket_connect_timeout=5)
+
+
 def read_counters(host, port):
-    r = redis.Redis(host=host, port=port, socket_timeout=5, socket_connect_timeout=5)
+    r = _redis(host, port)
     try:
         pipe = r.pipeline(transaction=False)
         pipe.get("visitor_count")
@@ -113,6 +253,35 @@ def read_counters(host, port):
         r.close()
 
 
+def flush_redis(host, port):
+    """FLUSHALL, with the key counts before and after (DBSIZE)."""
+    r = _redis(host, port)
+    try:
+        before = r.dbsize()
+        r.flushall()
+        return {"keys_before": int(before), "keys_after": int(r.dbsize())}
+    finally:
+        r.close()
+
+
+def probe(url, timeout=PROBE_TIMEOUT_S):
+    """One GET / to url: {"ok", "status", "detail"}; ok when any HTTP status line came back."""
+    _, host, port = url_origin(url)
+    t0 = time.monotonic()
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        conn.request("GET", "/", headers={"Connection": "close"})
+        status = conn.getresponse().status
+        return {"ok": True, "status": status,
+                "detail": f"GET {url.rstrip('/')}/ answered {status} in "
+                          f"{(time.monotonic() - t0) * 1000:.0f} ms"}
+    except (OSError, http.client.HTTPException) as exc:
+        return {"ok": False, "status": None,
+                "detail": f"GET {url.rstrip('/')}/: {type(exc).__name__}: {exc}"}
+    finally:
+        conn.close()
+
+
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     agent = None  # set by make_server
@@ -120,20 +289,54 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, fmt, *args):
         pass  # one line per poll would drown the agent's own output
 
-    def _send(self, code, payload):
+    def _send(self, code, payload, headers=()):
         body = json.dumps(payload).encode()
         self.send_response(code)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
+        for name, value in headers:
+            self.send_header(name, value)
         self.end_headers()
         self.wfile.write(body)
 
+    def _read_body(self):
+        """The request's body bytes; ValueError for a bad or too large Content-Length (the
+        connection is then closed, its remaining bytes being unknown)."""
+        try:
+            n = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            self.close_connection = True
+            raise ValueError("Content-Length is not a number") from None
+        if not 0 <= n <= MAX_BODY:
+            self.close_connection = True
+            raise ValueError(f"a body of {n} bytes (at most {MAX_BODY})")
+        return self.rfile.read(n) if n else b""
+
     def _body(self):
-        n = int(self.headers.get("Content-Length") or 0)
-        data = json.loads(self.rfile.read(n) or b"{}")
+        data = json.loads(self._read_body() or b"{}")
         if not isinstance(data, dict):
             raise ValueError("the request body must be a JSON object")
         return data
+
+    def _authorized(self):
+        """True when the request may go on; otherwise a 401 has been sent (and any body read,
+        so that the connection stays usable)."""
+        if self.agent.config.authorized(self.headers.get("Authorization")):
+            return True
+        try:
+            self._read_body()
+        except ValueError:
+            pass
+        self._send(401, {"error": "this agent needs its token: Authorization: Bearer "
+                                  f"<{TOKEN_ENV}> missing or wrong"},
+                   headers=[("WWW-Authenticate", 'Bearer realm="loadgen agent"')])
+        return False
+
+    def _forbidden(self, exc, field=None):
+        payload = {"error": str(exc)}
+        if field:
+            payload["field"] = field
+        self._send(403, payload)
 
     def _run_id(self):
         parts = urlsplit(self.path).path.strip("/").split("/")
@@ -142,14 +345,27 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
         url = urlsplit(self.path)
         if url.path == "/health":
+            if self.headers.get("Authorization") is None and self.agent.config.token:
+                # the container's health check: that the agent answers, and nothing else
+                return self._send(200, {"ok": True})
+            if not self._authorized():
+                return
             return self._send(200, self.agent.health())
+        if not self._authorized():
+            return
+        q = {k: v[0] for k, v in parse_qs(url.query).items()}
         if url.path == "/counters":
-            q = {k: v[0] for k, v in parse_qs(url.query).items()}
+            return self._counters(q)
+        if url.path == "/probe":
             try:
-                return self._send(200, read_counters(q.get("redis_host", "127.0.0.1"),
-                                                     int(q.get("redis_port", 6379))))
-            except (redis.RedisError, ValueError) as exc:
-                return self._send(502, {"error": f"redis: {exc}"})
+                target = q.get("url") or self.agent.config.target
+                if target is None:
+                    raise Forbidden(f"no target to probe: {TARGET_ENV} is not set and no url "
+                                    f"was given")
+                self.agent.config.check_url(target)
+            except Forbidden as exc:
+                return self._forbidden(exc, "url")
+            return self._send(200, probe(target))
         run_id = self._run_id()
         if run_id is not None:
             run = self.agent.runs.get(run_id)
@@ -158,7 +374,24 @@ class Handler(BaseHTTPRequestHandler):
             return self._send(200, run.report())
         self._send(404, {"error": f"no such resource {url.path}"})
 
+    def _counters(self, q):
+        try:
+            port = int(q["redis_port"]) if "redis_port" in q else None
+        except ValueError:
+            return self._send(400, {"error": f"redis_port: {q['redis_port']!r} is not a number",
+                                    "field": "redis_port"})
+        try:
+            host, port = self.agent.config.redis_address(q.get("redis_host"), port)
+        except Forbidden as exc:
+            return self._forbidden(exc, "redis_host")
+        try:
+            return self._send(200, read_counters(host, port))
+        except redis.RedisError as exc:
+            return self._send(502, {"error": f"redis {host}:{port}: {exc}"})
+
     def do_POST(self):
+        if not self._authorized():
+            return
         path = urlsplit(self.path).path
         try:
             body = self._body()
@@ -166,11 +399,26 @@ class Handler(BaseHTTPRequestHandler):
             return self._send(400, {"error": f"bad JSON body: {exc}"})
         if path == "/verify":
             if "url" not in body:
-                return self._send(400, {"error": "url: missing"})
+                return self._send(400, {"error": "url: missing", "field": "url"})
+            try:
+                self.agent.config.check_url(body["url"])
+            except Forbidden as exc:
+                return self._forbidden(exc, "url")
             return self._send(200, verify_server(body["url"], body.get("static_path", "/index.html")))
         if path == "/runs":
             return self._start(body)
+        if path == "/redis/flush":
+            return self._flush()
         self._send(404, {"error": f"no such resource {path}"})
+
+    def _flush(self):
+        if self.agent.config.redis is None:
+            return self._forbidden(f"no Redis to flush: {REDIS_ENV} is not set")
+        host, port = self.agent.config.redis
+        try:
+            return self._send(200, flush_redis(host, port))
+        except redis.RedisError as exc:
+            return self._send(502, {"error": f"redis {host}:{port}: {exc}"})
 
     def _start(self, body):
         run_id = body.get("run_id")
@@ -185,35 +433,47 @@ class Handler(BaseHTTPRequestHandler):
         except (TypeError, ValueError) as exc:
             return self._send(400, {"error": f"start_at: {exc}", "field": "start_at"})
         try:
+            self.agent.config.check_url(spec.url)
+        except Forbidden as exc:
+            return self._forbidden(exc, "url")
+        try:
             self.agent.start(run_id, spec, start_at)
         except Busy as exc:
             return self._send(409, {"error": str(exc)})
         self._send(202, {"run_id": run_id})
 
     def do_DELETE(self):
+        if not self._authorized():
+            return
         run_id = self._run_id()
         if run_id is None or run_id not in self.agent.runs:
             return self._send(404, {"error": f"no run {run_id!r}"})
         self._send(200, self.agent.stop(run_id).report())
 
 
-def make_server(host="0.0.0.0", port=9100):
-    handler = type("AgentHandler", (Handler,), {"agent": Agent()})
+def make_server(host="0.0.0.0", port=9100, config=None):
+    """The agent's HTTP server; config defaults to AgentConfig.from_env()."""
+    config = AgentConfig.from_env() if config is None else config
+    handler = type("AgentHandler", (Handler,), {"agent": Agent(config)})
     server = ThreadingHTTPServer((host, port), handler)
     server.daemon_threads = True
     return server
 
 
-def serve(host="0.0.0.0", port=9100):
+def serve(host="0.0.0.0", port=9100, config=None):
     """Serve until SIGTERM or SIGINT, then stop any run (its tool gets SIGINT) and exit."""
-    server = make_server(host, port)
+    server = make_server(host, port, config)
     done = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: done.set())
     loop = threading.Thread(target=server.serve_forever, daemon=True)
     loop.start()
     bound_host, bound_port = server.server_address[:2]
-    print(f"agent listening on {bound_host}:{bound_port}", flush=True)
+    config = server.RequestHandlerClass.agent.config
+    redis_addr = f"{config.redis[0]}:{config.redis[1]}" if config.redis else "loopback only"
+    print(f"agent listening on {bound_host}:{bound_port} "
+          f"(token {'required' if config.token else 'not set'}, "
+          f"target {config.target or 'loopback only'}, redis {redis_addr})", flush=True)
     while not done.wait(0.5):
         pass
     server.RequestHandlerClass.agent.stop_all()

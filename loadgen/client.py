@@ -21,15 +21,24 @@ class AgentError(RuntimeError):
 
 
 class AgentClient:
-    def __init__(self, url, timeout=10.0):
+    """One agent. token: the agent's ZL_AGENT_TOKEN (sent as `Authorization: Bearer`), or
+    None for an agent that has none."""
+
+    def __init__(self, url, token=None, timeout=10.0):
+        if isinstance(token, (int, float)) and not isinstance(token, bool):
+            # AgentClient(url, 5.0): the former positional timeout
+            token, timeout = None, token
         self.url = url.rstrip("/")
+        self.token = token or None
         self.timeout = timeout
         self.hostname = None  # known after health()
 
     def _call(self, method, path, payload=None, timeout=None):
         data = json.dumps(payload).encode() if payload is not None else None
-        req = urllib.request.Request(self.url + path, data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
+        headers = {"Content-Type": "application/json"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        req = urllib.request.Request(self.url + path, data=data, method=method, headers=headers)
         try:
             with urllib.request.urlopen(req, timeout=timeout or self.timeout) as resp:
                 return json.loads(resp.read() or b"null")
@@ -43,27 +52,45 @@ class AgentClient:
             raise AgentError(self.url, f"{method} {path}: {exc}") from None
 
     def health(self):
+        """The agent's full health answer. An agent with a token answers a request without it
+        with {"ok": true} only: that is an AgentError (401) here, not a healthy answer."""
         answer = self._call("GET", "/health")
+        if "hostname" not in answer:
+            raise AgentError(self.url, "GET /health: 401 the agent needs its token "
+                                       "(ZL_AGENT_TOKEN) and none was given", 401)
         self.hostname = answer.get("hostname")
         return answer
 
     def wait_ready(self, timeout_s=60.0, interval_s=0.5):
-        """The health answer once the agent answers; AgentError when it does not in time."""
+        """The health answer once the agent answers; AgentError when it does not in time, or
+        at once when it refuses the token (401)."""
         deadline = time.monotonic() + timeout_s
         while True:
             try:
                 return self.health()
-            except AgentError:
-                if time.monotonic() > deadline:
+            except AgentError as exc:
+                if exc.status == 401 or time.monotonic() > deadline:
                     raise
                 time.sleep(interval_s)
 
     def verify(self, url, static_path="/index.html"):
         return self._call("POST", "/verify", {"url": url, "static_path": static_path}, timeout=60)
 
-    def counters(self, redis_host, redis_port):
-        return self._call("GET", "/counters?" + urlencode({"redis_host": redis_host,
-                                                            "redis_port": redis_port}))
+    def counters(self, redis_host=None, redis_port=None):
+        """{"visitor_count", "remarks"} from the agent's Redis (ZL_AGENT_REDIS); redis_host and
+        redis_port, when given, must name that one."""
+        query = {k: v for k, v in (("redis_host", redis_host), ("redis_port", redis_port))
+                 if v is not None}
+        return self._call("GET", "/counters" + ("?" + urlencode(query) if query else ""))
+
+    def flush_redis(self):
+        """FLUSHALL on the agent's Redis: {"keys_before": n, "keys_after": m}."""
+        return self._call("POST", "/redis/flush", {})
+
+    def probe(self, url=None):
+        """One GET / to the agent's target (or url, which must be it), ~1 s timeouts:
+        {"ok": bool, "status": int or None, "detail": str}."""
+        return self._call("GET", "/probe" + ("?" + urlencode({"url": url}) if url else ""))
 
     def start(self, run_id, spec, start_at):
         spec = spec.to_dict() if isinstance(spec, LoadSpec) else spec
@@ -77,15 +104,16 @@ class AgentClient:
 
 
 def run_on_agents(urls, spec, start_delay_s=2.0, on_progress=None, timeout=None, run_id=None,
-                  poll_s=0.5):
+                  poll_s=0.5, token=None):
     """Split spec over the agents at urls, start them all at one time start_delay_s from now,
-    and wait for all. Returns one dict per agent, in the order of urls:
+    and wait for all (token: the agents' ZL_AGENT_TOKEN). Returns one dict per agent, in the
+    order of urls:
     {"agent", "spec", "state", "elapsed_s", "raw_output", "result", "error"}.
     on_progress(elapsed_s, [status dicts]) is called after every poll. On an exception or
     KeyboardInterrupt the run is stopped on every agent before it propagates; past timeout
     (default: the run's hard timeout plus the start delay) the runs are stopped and returned."""
     spec = spec if isinstance(spec, LoadSpec) else LoadSpec.from_dict(spec)
-    clients = [AgentClient(u) for u in urls]
+    clients = [AgentClient(u, token=token) for u in urls]
     shares = spec.split(len(clients))
     run_id = run_id or uuid.uuid4().hex[:12]
     timeout = timeout or hard_timeout_s(spec) + start_delay_s + 10

@@ -246,10 +246,13 @@ def _apply_script_report(r, script):
 
 def parse_oha(text):
     """The tool result of one oha JSON report, or of several (one per request kind, each after
-    a '# oha KIND:' line), merged."""
+    a '# oha KIND:' line), merged. A '# oha KIND:' line with no report after it fails the
+    whole output: a mix is never merged without one of its kinds."""
     from .merge import merge_results  # lazy: merge imports this module at module level
 
-    docs = _json_documents(text)
+    docs, silent = _json_documents(text)
+    if silent:
+        raise ParseError("; ".join(f"oha {kind} printed no report" for kind in silent))
     if not docs:
         raise ParseError(_not_a_report(text, "oha"))
     results = []
@@ -270,8 +273,9 @@ def parse_oha(text):
 
 
 def _json_documents(text):
-    """(kind or None, JSON object) for each object that starts a line."""
-    decoder, docs, kind, pos = json.JSONDecoder(), [], None, 0
+    """([(kind or None, JSON object)] for each object that starts a line, [kinds whose
+    '# oha KIND:' line no object follows])."""
+    decoder, docs, kind, pos, silent = json.JSONDecoder(), [], None, 0, []
     for line_match in re.finditer(r"^.*$", text, re.M):
         start = line_match.start()
         if start < pos:
@@ -279,6 +283,8 @@ def _json_documents(text):
         line = line_match.group(0)
         header = OHA_HEADER.match(line)
         if header:
+            if kind:
+                silent.append(kind)
             kind = header.group("kind")
         elif line.startswith("{"):
             try:
@@ -289,7 +295,9 @@ def _json_documents(text):
                 docs.append((kind, doc))
                 kind = None
             pos = end
-    return docs
+    if kind:
+        silent.append(kind)
+    return docs, silent
 
 
 def _seconds_to_ms(v):

@@ -2,6 +2,9 @@
 
 Every run is bounded (duration plus a margin), keeps the tools' raw stdout and stderr, and
 can be stopped early with SIGINT, after which the tools still print their report.
+A tool is judged by what it did, not only by what it printed (judge_tools): a non-zero exit,
+a signal we did not send, an oha process (one per request kind) without a report, or a
+report shorter than the asked duration fails the run with the tool's own last words.
 """
 import functools
 import os
@@ -20,6 +23,14 @@ from .parse import SCRIPT_REPORT_PREFIX, ParseError, parse_output
 # Every exit status and signal is an outcome to report, not a Python exception.
 _ANY_EXIT = list(range(-64, 256))
 STOP_GRACE_S = 5.0
+# A run that was not stopped must report at least its asked duration less the larger of
+# these (a 2 s run at least 1 s, a 30 s run at least 27 s): wrk and oha report the time they
+# ran, a little over -d/-z; much less means the tool gave up half-way.
+SHORT_RUN_SLACK_S = 1.0
+SHORT_RUN_FRACTION = 0.10
+# How we end a tool on a stop or a timeout: SIGINT (then SIGKILL after STOP_GRACE_S). A tool
+# that dies by one of these, or exits with the shell's status for them, ended as asked.
+_OUR_SIGNALS = (signal.SIGINT, signal.SIGKILL)
 
 
 # ---------------------------------------------------------------- finding the tools
@@ -159,6 +170,89 @@ class RunOutcome:
     stopped: bool = False
 
 
+@dataclass
+class ToolExit:
+    """How one tool process ended: exit_code is its status, or minus the signal that killed it."""
+    name: str            # "wrk", "wrk2", or "oha KIND" for one process of an oha mix
+    exit_code: int | None
+    stdout: str = ""
+    stderr: str = ""
+    kind: str | None = None  # the request kind of an oha process
+
+
+def min_duration_s(asked_s):
+    """The shortest reported duration that counts as a whole run of asked_s seconds."""
+    return asked_s - max(SHORT_RUN_SLACK_S, SHORT_RUN_FRACTION * asked_s)
+
+
+def last_words(stdout, stderr, lines=3, width=300):
+    """What a tool said last: its last non-empty stderr lines, else its last stdout lines."""
+    for text in (stderr, stdout):
+        said = [l.strip() for l in (text or "").splitlines() if l.strip()]
+        if said:
+            return " | ".join(said[-lines:])[-width:]
+    return "it printed nothing"
+
+
+def _signal_name(number):
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def _exit_problem(e, signalled):
+    """Why e's exit fails the run, or None. signalled: we sent SIGINT (and maybe SIGKILL)."""
+    code = e.exit_code
+    if code is None or code == 0:
+        return None
+    if signalled and (-code in _OUR_SIGNALS or code - 128 in _OUR_SIGNALS):
+        return None
+    if code < 0:
+        how = f"was killed by {_signal_name(-code)}"
+        if -code in _OUR_SIGNALS:
+            how += " (not sent by the agent)"
+    else:
+        how = f"exited with status {code}"
+    return f"{e.name} {how}: {last_words(e.stdout, e.stderr)}"
+
+
+def _short_problem(name, result, asked_s):
+    reported = result.get("duration_s") if result else None
+    if reported is None or reported >= min_duration_s(asked_s):
+        return None
+    return (f"{name} stopped early: it reports {reported:.2f} s of the {asked_s:g} s asked "
+            f"(at least {min_duration_s(asked_s):g} s expected)")
+
+
+def judge_tools(spec, exits, stopped_by_us=False):
+    """Problems (a list of strings, empty when none) with how the tools of one run ended:
+    - a tool that exited non-zero, or died by a signal the agent did not send (stopped_by_us:
+      the agent sent SIGINT, then maybe SIGKILL, on a stop or a timeout);
+    - an oha process (one per request kind) that printed no parsable report, naming its kind;
+    - a tool whose report is short of the asked duration (min_duration_s), unless stopped_by_us.
+    A wrk/wrk2 output that does not parse is the caller's to report (with the whole output)."""
+    problems = []
+    for e in exits:
+        problem = _exit_problem(e, stopped_by_us)
+        if problem:  # its last words say more than a parse error would
+            problems.append(problem)
+            continue
+        printed = e.stdout + e.stderr
+        try:
+            result = parse_output(printed, spec.tool)
+        except ParseError as exc:
+            if spec.tool == "oha":
+                problems.append(f"oha {e.kind} printed nothing" if not printed.strip()
+                                else f"oha {e.kind} printed no report: {exc}")
+            continue
+        if not stopped_by_us:
+            problem = _short_problem(e.name, result, spec.duration_s)
+            if problem:
+                problems.append(problem)
+    return problems
+
+
 def run_load(spec, stop_event=None, workdir=None):
     """Run spec's tool(s) to completion, to the hard timeout, or until stop_event is set.
     Never raises for a tool failure: the outcome carries the raw output and the error."""
@@ -177,16 +271,22 @@ def run_load(spec, stop_event=None, workdir=None):
         procs = [_start(c) for c in commands]
         stopped, timed_out = _wait(procs, stop_event, time.monotonic() + hard_timeout_s(spec))
         raw = _raw_output(spec, commands, procs, report)
-    error = None
+    exits = [ToolExit(f"oha {c.kind}" if c.kind else spec.tool, p.exit_code,
+                      _text(p.process.stdout), _text(p.process.stderr), c.kind)
+             for c, p in zip(commands, procs)]
+    problems = judge_tools(spec, exits, stopped_by_us=stopped or timed_out)
     try:
         result = parse_output(raw, spec.tool)
     except ParseError as exc:
-        result, error = None, str(exc)
+        result = None
+        if not problems:  # a problem above already gives the tool's own words
+            problems.append(str(exc))
     if result is not None and spec.tool == "oha":
         result["threads"], result["connections"] = spec.threads, spec.connections
     if timed_out:
-        error = f"{spec.tool} did not finish within {hard_timeout_s(spec):.0f} s and was stopped" \
-            + (f"; {error}" if error else "")
+        problems.insert(0, f"{spec.tool} did not finish within {hard_timeout_s(spec):.0f} s "
+                           f"and was stopped")
+    error = "; ".join(problems) or None
     return RunOutcome(raw, result, error, [c.argv for c in commands], stopped)
 
 

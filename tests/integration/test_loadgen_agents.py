@@ -1,12 +1,19 @@
 """Two real agents (local processes) drive real Debian wrk, and oha when built, against a real
-server and Redis on 127.0.0.1, through the agent protocol only."""
+server and Redis on 127.0.0.1, through the agent protocol only. Agents with stand-in tools
+(a script given as $WRK/$OHA) show how a tool's end judges its run, and agents with a token,
+a target and a Redis show that they answer, load and read nothing else."""
+import http.client
+import json
 import os
 import re
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import redis
@@ -19,6 +26,9 @@ from loadgen.spec import LoadSpec
 
 from procs import RedisServer, ServerProcess, free_port, stop_group  # tests/integration/procs.py
 
+AGENT_VARS = ("ZL_AGENT_TOKEN", "ZL_AGENT_TARGET", "ZL_AGENT_REDIS")
+TOKEN = "test-token-0123456789"
+FIXTURES = Path(ROOT) / "tests" / "fixtures"
 OHA_BUILD = (Path(os.environ.get("ZL_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "zerolab")
              / "oha-1.16.0" / "bin" / "oha")
 ARCH = "threaded"  # any architecture serves the same app; this one starts fastest
@@ -86,23 +96,65 @@ def lg_bad_server():
         server.stop()
 
 
+def agent_env(**extra):
+    """This process's environment without any ZL_AGENT_* of its own, plus extra."""
+    env = {k: v for k, v in os.environ.items() if k not in AGENT_VARS}
+    env.update(extra)
+    return env
+
+
+def start_agent(log, env):
+    """(Process, url) of an agent on a free loopback port."""
+    p = Process([sys.executable, "-m", "loadgen", "agent", "--host", "127.0.0.1", "--port", "0"],
+                log, env)
+    port = p.wait_for(r"agent listening on [\d.]+:(\d+)").group(1)
+    return p, f"http://127.0.0.1:{port}"
+
+
 @pytest.fixture(scope="module")
 def lg_agents(tmp_path_factory):
-    env = dict(os.environ)
+    env = agent_env()
     if oha_path():
         env["OHA"] = oha_path()
     procs, urls = [], []
     try:
         for i in range(2):
-            p = Process([sys.executable, "-m", "loadgen", "agent", "--host", "127.0.0.1",
-                         "--port", "0"], tmp_path_factory.mktemp("agent") / f"agent{i}.log", env)
+            p, url = start_agent(tmp_path_factory.mktemp("agent") / f"agent{i}.log", env)
             procs.append(p)
-            port = p.wait_for(r"agent listening on [\d.]+:(\d+)").group(1)
-            urls.append(f"http://127.0.0.1:{port}")
+            urls.append(url)
         yield urls
     finally:
         for p in procs:
             p.stop()
+
+
+@pytest.fixture
+def agent_factory(tmp_path):
+    """Start agents with chosen ZL_AGENT_* variables (all stopped at teardown)."""
+    procs = []
+
+    def start(**variables):
+        p, url = start_agent(tmp_path / f"agent{len(procs)}.log", agent_env(**variables))
+        procs.append(p)
+        return url
+
+    try:
+        yield start
+    finally:
+        for p in procs:
+            p.stop()
+
+
+@pytest.fixture(scope="module")
+def secure_agent(tmp_path_factory, lg_server, lg_redis):
+    """An agent as the environments start it: a token, the server as target, its Redis."""
+    p, url = start_agent(tmp_path_factory.mktemp("secure") / "agent.log",
+                         agent_env(ZL_AGENT_TOKEN=TOKEN, ZL_AGENT_TARGET=lg_server,
+                                   ZL_AGENT_REDIS=f"127.0.0.1:{lg_redis}"))
+    try:
+        yield url
+    finally:
+        p.stop()
 
 
 def counters(redis_port):
@@ -202,6 +254,7 @@ def test_delete_stops_a_run_early_and_keeps_its_report(tool, lg_agents, lg_serve
     stopped = agent.stop(run_id)
     assert time.monotonic() - t0 < 8
     assert stopped["state"] == "stopped"
+    assert stopped["error"] is None  # the SIGINT that stopped it was the agent's own
     assert stopped["result"]["requests"] > 0 and stopped["elapsed_s"] < 15
     assert stopped["raw_output"]
     assert agent.status(run_id)["state"] == "stopped"
@@ -229,3 +282,338 @@ def test_a_missing_tool_fails_the_run_with_the_reason(lg_agents, lg_server):
         assert time.monotonic() < deadline
         time.sleep(0.1)
     assert state["state"] == "failed" and "wrk2 not found" in state["error"]
+
+
+def wait_final(agent, run_id, limit_s=30):
+    deadline = time.monotonic() + limit_s
+    while (state := agent.status(run_id))["state"] in ("waiting", "running"):
+        assert time.monotonic() < deadline, state
+        time.sleep(0.1)
+    return state
+
+
+def test_a_wrk_that_cannot_connect_fails_with_its_exit_status_and_words(lg_agents):
+    agent = AgentClient(lg_agents[0])
+    port = free_port()
+    spec = LoadSpec(tool="wrk", url=f"http://127.0.0.1:{port}", connections=2, threads=1,
+                    duration_s=2)
+    agent.start("refused-wrk", spec, time.time())
+    state = wait_final(agent, "refused-wrk")
+    assert state["state"] == "failed"
+    assert state["error"].startswith(
+        f"wrk exited with status 1: unable to connect to 127.0.0.1:{port} Connection refused")
+    assert "unable to connect" in state["raw_output"]
+
+
+# ---------------------------------------------------------------- stand-in tools
+
+FAKE_TOOL = '''#!{python}
+"""A stand-in for wrk and oha (by the name it is called as): does what the plan ($ZL_FAKE_PLAN)
+says for its kind: print a file and text, then exit with a status or kill itself."""
+import json, os, signal, sys
+name, args = os.path.basename(sys.argv[0]), sys.argv[1:]
+if args in (["-v"], ["--version"]):
+    print("wrk debian/4.1.0-fake [epoll] Copyright (C) 2012 Will Glozer" if name == "wrk"
+          else "oha 1.16.0")
+    sys.exit(1 if name == "wrk" else 0)
+kind = name
+if name == "oha":
+    kind = ("static" if not args[-1].endswith("/guestbook")
+            else "guestbook_post" if "POST" in args else "guestbook_get")
+with open(os.environ["ZL_FAKE_PLAN"]) as f:
+    step = json.load(f).get(kind, {{}})
+if step.get("stdout_file"):
+    with open(step["stdout_file"]) as f:
+        sys.stdout.write(f.read())
+sys.stdout.write(step.get("stdout", ""))
+sys.stdout.flush()
+sys.stderr.write(step.get("stderr", ""))
+sys.stderr.flush()
+if step.get("signal"):
+    os.kill(os.getpid(), step["signal"])
+sys.exit(step.get("exit", 0))
+'''
+FAKE_URL = "http://127.0.0.1:9"  # never reached: the stand-ins only print
+MIX3 = {"guestbook_get": 1, "guestbook_post": 1, "static": 1}
+
+
+@pytest.fixture(scope="module")
+def fake_tools(tmp_path_factory):
+    """(agent url, plan file): an agent whose $WRK and $OHA are the stand-in."""
+    folder = tmp_path_factory.mktemp("fake-tools")
+    script = FAKE_TOOL.format(python=sys.executable)
+    for name in ("wrk", "oha"):
+        (folder / name).write_text(script)
+        (folder / name).chmod(0o755)
+    plan = folder / "plan.json"
+    plan.write_text("{}")
+    p, url = start_agent(folder / "agent.log",
+                         agent_env(WRK=str(folder / "wrk"), OHA=str(folder / "oha"),
+                                   ZL_FAKE_PLAN=str(plan)))
+    try:
+        yield url, plan
+    finally:
+        p.stop()
+
+
+def fake_run(fake_tools, run_id, plan, **spec):
+    url, plan_file = fake_tools
+    plan_file.write_text(json.dumps(plan))
+    agent = AgentClient(url)
+    agent.start(run_id, LoadSpec(url=FAKE_URL, **spec), time.time())
+    return wait_final(agent, run_id)
+
+
+WRK_5S = {"stdout_file": str(FIXTURES / "wrk/wrk_preforked_c20_latency.txt")}  # 5.02 s
+WRK_2S = {"stdout_file": str(FIXTURES / "wrk/wrk_sigint_after_2s.txt")}       # 2.00 s
+OHA_2S = {"stdout_file": str(FIXTURES / "oha/oha_closed.json")}                # 2.001 s
+
+
+def test_stand_ins_that_did_their_whole_run_are_done(fake_tools):
+    wrk = fake_run(fake_tools, "fake-wrk-ok", {"wrk": WRK_5S}, tool="wrk", connections=2,
+                   threads=1, duration_s=5)
+    assert wrk["state"] == "done" and wrk["error"] is None, wrk["error"]
+    oha = fake_run(fake_tools, "fake-oha-ok", dict.fromkeys(MIX3, OHA_2S), tool="oha",
+                   connections=3, threads=1, duration_s=2, mix=MIX3)
+    assert oha["state"] == "done" and oha["error"] is None, oha["error"]
+    assert set(oha["result"]["requests_by_kind"]) == set(MIX3)
+
+
+@pytest.mark.parametrize("name, plan, duration_s, error", [
+    ("exit-1", {"wrk": dict(WRK_5S, stderr="wrk: thread 2 failed\n", exit=1)}, 5,
+     "wrk exited with status 1: wrk: thread 2 failed"),
+    ("partial-exit-1", {"wrk": {"stdout": "Running 5s test @ http://127.0.0.1:9/\n"
+                                          "  1 threads and 2 connections\n", "exit": 1}}, 5,
+     "wrk exited with status 1: Running 5s test @ http://127.0.0.1:9/ | "
+     "1 threads and 2 connections"),
+    ("segv", {"wrk": dict(WRK_5S, signal=int(signal.SIGSEGV))}, 5,
+     "wrk was killed by SIGSEGV: "),
+    ("sigint", {"wrk": dict(WRK_5S, signal=int(signal.SIGINT))}, 5,
+     "wrk was killed by SIGINT (not sent by the agent)"),
+    ("short", {"wrk": WRK_2S}, 10,
+     "wrk stopped early: it reports 2.00 s of the 10 s asked (at least 9 s expected)"),
+])
+def test_a_wrk_that_failed_fails_the_run_in_its_own_words(fake_tools, name, plan, duration_s,
+                                                           error):
+    state = fake_run(fake_tools, f"fake-wrk-{name}", plan, tool="wrk", connections=2, threads=1,
+                     duration_s=duration_s)
+    assert state["state"] == "failed"
+    assert state["error"].startswith(error), state["error"]
+    assert re.search(r"threads and \d+ connections", state["raw_output"])  # what it printed is kept
+
+
+@pytest.mark.parametrize("name, changes, duration_s, error", [
+    ("silent", {"guestbook_post": {}}, 2, "oha guestbook_post printed nothing"),
+    ("garbage", {"static": {"stdout": "thread 'main' panicked at src/main.rs\n"}}, 2,
+     "oha static printed no report: not a oha report"),
+    ("exit-1", {"static": {"stdout": '{"summary": {"total": 0.3',
+                           "stderr": "error: Too many open files (os error 24)\n", "exit": 1}}, 2,
+     "oha static exited with status 1: error: Too many open files (os error 24)"),
+    ("short", {"guestbook_get": {"stdout_file": str(FIXTURES / "oha/oha_sigint.json")}}, 10,
+     "oha guestbook_get stopped early: it reports 1.99 s of the 10 s asked"),
+])
+def test_an_oha_kind_that_failed_fails_the_run_naming_the_kind(fake_tools, name, changes,
+                                                               duration_s, error):
+    plan = dict.fromkeys(MIX3, OHA_2S)
+    plan.update(changes)
+    if name == "short":  # every kind short of the 10 s; the first one is named first
+        plan = {k: changes["guestbook_get"] for k in MIX3}
+    state = fake_run(fake_tools, f"fake-oha-{name}", plan, tool="oha", connections=3, threads=1,
+                     duration_s=duration_s, mix=MIX3)
+    assert state["state"] == "failed"
+    assert state["error"].startswith(error), state["error"]
+    for kind in MIX3:  # every process's output is kept, under its header
+        assert f"# oha {kind}: " in state["raw_output"]
+
+
+# ---------------------------------------------------------------- token, target, Redis
+
+def raw_request(url, method, path, body=None, headers=None, conn=None):
+    """(status, headers, JSON answer) of one request, on conn when given."""
+    parts = urlsplit(url)
+    own = conn is None
+    conn = conn or http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    try:
+        payload = json.dumps(body) if body is not None else None
+        conn.request(method, path, body=payload, headers=dict(headers or {}))
+        resp = conn.getresponse()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, json.loads(resp.read())
+    finally:
+        if own:
+            conn.close()
+
+
+PROTECTED = [("GET", "/counters", None), ("GET", "/probe", None), ("GET", "/runs/x", None),
+             ("DELETE", "/runs/x", None), ("GET", "/no-such-thing", None),
+             ("POST", "/verify", {"url": "http://127.0.0.1:8000"}),
+             ("POST", "/runs", {"run_id": "intruder", "spec": {"tool": "wrk",
+                                                               "url": "http://127.0.0.1:9",
+                                                               "connections": 1, "threads": 1,
+                                                               "duration_s": 1}}),
+             ("POST", "/redis/flush", {})]
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong-token"},
+                                     {"Authorization": f"Basic {TOKEN}"},
+                                     {"Authorization": TOKEN}])
+def test_without_the_token_every_endpoint_but_health_answers_401(secure_agent, lg_redis,
+                                                                  headers):
+    r = redis.Redis(port=lg_redis)
+    r.set("zl-test-keep", "1")
+    try:
+        for method, path, body in PROTECTED:
+            status, answer_headers, answer = raw_request(secure_agent, method, path, body, headers)
+            assert status == 401, (method, path)
+            assert "token" in answer["error"] and answer_headers["www-authenticate"].startswith("Bearer")
+        assert r.get("zl-test-keep") == b"1"  # the flush did not happen
+    finally:
+        r.delete("zl-test-keep")
+        r.close()
+    with pytest.raises(AgentError) as err:  # nor did the run start
+        AgentClient(secure_agent, token=TOKEN).status("intruder")
+    assert err.value.status == 404
+
+
+def test_a_refused_request_leaves_the_connection_usable(secure_agent):
+    parts = urlsplit(secure_agent)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    try:
+        status, _, _ = raw_request(secure_agent, "POST", "/verify", {"url": "x" * 5000}, conn=conn)
+        assert status == 401
+        status, _, answer = raw_request(secure_agent, "GET", "/health",
+                                        headers={"Authorization": f"Bearer {TOKEN}"}, conn=conn)
+        assert status == 200 and answer["hostname"]
+    finally:
+        conn.close()
+
+
+def test_health_without_the_token_says_only_ok(secure_agent, lg_server, lg_redis):
+    status, _, answer = raw_request(secure_agent, "GET", "/health")
+    assert (status, answer) == (200, {"ok": True})
+    status, _, _ = raw_request(secure_agent, "GET", "/health",
+                               headers={"Authorization": "Bearer wrong"})
+    assert status == 401
+    full = AgentClient(secure_agent, token=TOKEN).health()
+    assert full["ok"] and full["hostname"] and full["tools"]["wrk"].startswith("debian/")
+    assert full["target"] == lg_server and full["redis"] == f"127.0.0.1:{lg_redis}"
+    t0 = time.monotonic()
+    with pytest.raises(AgentError) as err:
+        AgentClient(secure_agent).wait_ready(timeout_s=60)  # no token: refused, not retried
+    assert err.value.status == 401 and "token" in str(err.value)
+    assert time.monotonic() - t0 < 30
+
+
+def test_the_token_opens_every_endpoint_and_run_on_agents_passes_it(secure_agent, lg_server,
+                                                                    lg_redis):
+    agent = AgentClient(secure_agent, token=TOKEN)
+    assert agent.verify(lg_server)["passed"]
+    assert agent.counters()["visitor_count"] == counters(lg_redis)[0]
+    assert agent.probe()["ok"]
+    spec = LoadSpec(tool="wrk", url=lg_server, connections=2, threads=1, duration_s=1)
+    [run] = run_on_agents([secure_agent], spec, start_delay_s=0.5, token=TOKEN)
+    assert run["state"] == "done" and run["result"]["requests"] > 0, run["error"]
+    with pytest.raises(AgentError) as err:
+        run_on_agents([secure_agent], spec, start_delay_s=0.5)
+    assert err.value.status == 401
+
+
+def test_a_foreign_target_is_refused_naming_the_allowed_one(secure_agent, lg_server):
+    agent = AgentClient(secure_agent, token=TOKEN)
+    other = f"http://127.0.0.1:{free_port()}"
+    for url in (other, "http://example.com:8000", "http://10.1.2.3" + lg_server[-6:]):
+        with pytest.raises(AgentError) as err:
+            agent.verify(url)
+        assert err.value.status == 403 and lg_server in str(err.value)
+        spec = LoadSpec(tool="wrk", url=url, connections=1, threads=1, duration_s=1)
+        with pytest.raises(AgentError) as err:
+            agent.start("foreign", spec, time.time())
+        assert err.value.status == 403 and lg_server in str(err.value)
+    with pytest.raises(AgentError) as err:
+        agent.status("foreign")
+    assert err.value.status == 404
+    with pytest.raises(AgentError) as err:
+        agent.probe(other)
+    assert err.value.status == 403
+
+
+def test_without_a_target_only_loopback_is_loaded(lg_agents, lg_server):
+    agent = AgentClient(lg_agents[0])
+    for url in ("http://10.255.255.1:8000", "http://example.com", "http://server:8000"):
+        with pytest.raises(AgentError) as err:
+            agent.verify(url)
+        assert err.value.status == 403 and "ZL_AGENT_TARGET" in str(err.value)
+        with pytest.raises(AgentError) as err:
+            agent.start("not-loopback", LoadSpec(tool="wrk", url=url, connections=1, threads=1,
+                                                 duration_s=1), time.time())
+        assert err.value.status == 403
+    port = urlsplit(lg_server).port
+    assert agent.verify(f"http://localhost:{port}")["passed"]
+    with pytest.raises(AgentError) as err:  # nothing to probe without a target or a url
+        agent.probe()
+    assert err.value.status == 403
+    assert agent.probe(lg_server)["ok"]
+
+
+def test_counters_come_from_the_configured_redis(agent_factory, redis_server):
+    r = redis_server.client()
+    r.set("visitor_count", 41)
+    r.rpush("guestbook_remarks", "a", "b")
+    url = agent_factory(ZL_AGENT_REDIS=f"127.0.0.1:{redis_server.port}")
+    agent = AgentClient(url)
+    assert agent.counters() == {"visitor_count": 41, "remarks": 2}
+    assert agent.counters("127.0.0.1", redis_server.port) == {"visitor_count": 41, "remarks": 2}
+    for host, port in (("127.0.0.1", free_port()), ("10.0.0.1", redis_server.port),
+                       ("redis", 6379)):
+        with pytest.raises(AgentError) as err:
+            agent.counters(host, port)
+        assert err.value.status == 403
+        assert f"127.0.0.1:{redis_server.port}" in str(err.value)
+
+
+def test_without_a_configured_redis_only_loopback_is_read(lg_agents):
+    with pytest.raises(AgentError) as err:
+        AgentClient(lg_agents[0]).counters("10.0.0.1", 6379)
+    assert err.value.status == 403 and "ZL_AGENT_REDIS" in str(err.value)
+
+
+def test_flush_empties_the_configured_redis(agent_factory, redis_server):
+    r = redis_server.client()
+    r.set("visitor_count", 7)
+    r.rpush("guestbook_remarks", "x")
+    r.mset({f"other-{i}": i for i in range(3)})
+    agent = AgentClient(agent_factory(ZL_AGENT_REDIS=f"127.0.0.1:{redis_server.port}"))
+    assert agent.flush_redis() == {"keys_before": 5, "keys_after": 0}
+    assert r.dbsize() == 0
+    assert agent.counters() == {"visitor_count": 0, "remarks": 0}
+
+
+def test_flush_without_a_configured_redis_is_refused(lg_agents):
+    with pytest.raises(AgentError) as err:
+        AgentClient(lg_agents[0]).flush_redis()
+    assert err.value.status == 403 and "ZL_AGENT_REDIS" in str(err.value)
+
+
+def test_probe_says_whether_the_target_answers(agent_factory, lg_server):
+    answered = AgentClient(agent_factory(ZL_AGENT_TARGET=lg_server)).probe()
+    assert answered["ok"] and 100 <= answered["status"] < 600, answered
+    refused = AgentClient(agent_factory(
+        ZL_AGENT_TARGET=f"http://127.0.0.1:{free_port()}")).probe()
+    assert not refused["ok"] and refused["status"] is None
+    assert "refused" in refused["detail"].lower()
+    with socket.socket() as silent:  # accepts connections (backlog) but never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        agent = AgentClient(agent_factory(
+            ZL_AGENT_TARGET=f"http://127.0.0.1:{silent.getsockname()[1]}"))
+        t0 = time.monotonic()
+        mute = agent.probe()
+        assert time.monotonic() - t0 < 8  # bounded by the probe's own timeouts
+    assert not mute["ok"] and mute["status"] is None and "timed out" in mute["detail"]
+
+
+def test_a_malformed_variable_stops_the_agent_with_its_name():
+    out = subprocess.run([sys.executable, "-m", "loadgen", "agent", "--host", "127.0.0.1",
+                          "--port", "0"], cwd=ROOT, capture_output=True, text=True, timeout=30,
+                         env=agent_env(ZL_AGENT_TARGET="server:8000"))
+    assert out.returncode == 2
+    assert "ZL_AGENT_TARGET: 'server:8000' is not an http://host[:port] URL" in out.stderr
