@@ -305,6 +305,21 @@ def test_a_wrk_that_cannot_connect_fails_with_its_exit_status_and_words(lg_agent
     assert "unable to connect" in state["raw_output"]
 
 
+def test_an_oha_kind_that_cannot_connect_is_named(lg_agents):
+    if not oha_path():
+        pytest.skip("oha is not built")
+    agent = AgentClient(lg_agents[0])
+    spec = LoadSpec(tool="oha", url=f"http://127.0.0.1:{free_port()}", connections=2, threads=1,
+                    duration_s=1, mix={"guestbook_get": 1, "static": 1})
+    agent.start("refused-oha", spec, time.time())
+    state = wait_final(agent, "refused-oha")
+    assert state["state"] == "failed"
+    for kind in ("guestbook_get", "static"):
+        assert f"oha {kind} printed no report: oha could not connect: Connection refused" \
+            in state["error"]
+        assert f"# oha {kind}: " in state["raw_output"]
+
+
 # ---------------------------------------------------------------- stand-in tools
 
 FAKE_TOOL = '''#!{python}
