@@ -6,10 +6,19 @@ left again (with the gateway bridge Swarm adds), labels it added are removed.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
+import threading
+import time
+import uuid
 
 import docker
 import pytest
+
+from lab.cleanup import STACK_LABEL, remove_leftovers
+from lab.environment import TeardownError
+from lab.environment.swarm import SwarmEnvironment
 
 from labcli import PREFIX, cleanup, lab  # tests/integration/labcli.py
 
@@ -75,3 +84,83 @@ def test_smoke_on_swarm_merges_two_generators_and_records_placement(single_node_
     # The stack is gone.
     stacks = docker_cli("stack", "ls", "--format", "{{.Name}}").stdout.split()
     assert not [s for s in stacks if s.startswith(PREFIX)]
+
+
+def stack_objects(client, stack: str) -> list[str]:
+    """Services, containers and networks of the stack that still exist."""
+    label = {"label": f"{STACK_LABEL}={stack}"}
+    return ([f"service {s.name}" for s in client.services.list(filters=label)]
+            + [f"container {c.name}" for c in client.containers.list(all=True, filters=label)]
+            + [f"network {n.name}" for n in client.networks.list(filters=label)])
+
+
+@pytest.fixture
+def stack(single_node_swarm):
+    """A running one-generator stack under a name of its own; removed whatever the test did."""
+    name = f"{os.environ.get('ZL_PROJECT_PREFIX') or PREFIX}-{uuid.uuid4().hex[:6]}-down"
+    env = SwarmEnvironment(name, {}, generators=1)
+    try:
+        env.up(timeout_s=240)
+        yield env
+    finally:
+        docker_cli("stack", "rm", name, check=False)
+        remove_leftovers(name, single_node_swarm)
+
+
+def test_down_returns_only_once_the_stack_is_gone_also_through_a_ctrl_c(single_node_swarm, stack):
+    client = single_node_swarm
+    assert len(stack_objects(client, stack.project)) >= 7  # 3 services, 3 containers, the network
+    label = {"label": f"{STACK_LABEL}={stack.project}"}
+    armed, sent = threading.Event(), threading.Event()
+
+    def interrupt(signum, frame):
+        if armed.is_set():
+            raise KeyboardInterrupt
+
+    def ctrl_c_while_waiting():
+        # The services are gone and their containers not yet: down() is in its wait.
+        watcher = docker.from_env()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and armed.is_set():
+            if (not watcher.services.list(filters=label)
+                    and watcher.containers.list(all=True, filters=label)):
+                sent.set()
+                os.kill(os.getpid(), signal.SIGINT)
+                return
+            time.sleep(0.05)
+
+    previous = signal.signal(signal.SIGINT, interrupt)
+    try:
+        armed.set()
+        thread = threading.Thread(target=ctrl_c_while_waiting, daemon=True)
+        thread.start()
+        with pytest.raises(KeyboardInterrupt):
+            try:
+                stack.down()
+            finally:
+                armed.clear()
+        thread.join(timeout=10)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert sent.is_set()
+    assert stack_objects(client, stack.project) == []
+
+
+def test_down_names_what_it_could_not_remove(single_node_swarm, stack):
+    client = single_node_swarm
+    network = f"{stack.project}_lab"
+    # A container that is not the stack's holds its (attachable) network.
+    blocker = client.containers.run("zerolab/redis:latest", ["sleep", "infinity"], detach=True,
+                                    name=f"{stack.project}x-blocker", network=network)
+    try:
+        started = time.monotonic()
+        with pytest.raises(TeardownError) as caught:
+            stack.down(timeout_s=20)
+        assert time.monotonic() - started >= 20
+        assert caught.value.remaining == [f"network {network}"]
+        assert network in str(caught.value)
+        assert stack_objects(client, stack.project) == [f"network {network}"]
+    finally:
+        blocker.remove(force=True)
+    stack.down(timeout_s=60)  # the network is free now
+    assert stack_objects(client, stack.project) == []
