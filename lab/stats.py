@@ -41,6 +41,7 @@ class StatsSampler:
         self._threads: list[threading.Thread] = []
         self._streams: list = []
         self._t0 = 0.0
+        self._stopped_rows = False
 
     def start(self) -> "StatsSampler":
         self._t0 = time.monotonic()
@@ -58,9 +59,12 @@ class StatsSampler:
                 stream.close()
             except Exception:  # the stream may already be closed by the daemon
                 pass
+        # The readers end at their next sample at the latest; what they add after this is
+        # dropped, so nothing waits for them.
         for t in self._threads:
-            t.join(timeout=3)
+            t.join(timeout=0.05)
         with self._lock:
+            self._stopped_rows = True
             return sorted(self.rows, key=lambda r: (r["t_s"], r["service"], r["container"]))
 
     def _follow(self, service: str, container) -> None:
@@ -80,7 +84,8 @@ class StatsSampler:
                     "pids": (sample.get("pids_stats") or {}).get("current"),
                 }
                 with self._lock:
-                    self.rows.append(row)
+                    if not self._stopped_rows:
+                        self.rows.append(row)
         except Exception:
             # A container that went away ends its own series; the run goes on.
             return
