@@ -39,7 +39,7 @@ help:
 	@echo "make compare A=<dir> B=<dir>   two results side by side"
 	@echo "make bench-server [C_SERVERS=dir]  requests/second of each architecture on the host"
 	@echo "make bench-harness             seconds the harness adds to every run"
-	@echo "make cleanup                   remove every zerolab container, network and volume left behind"
+	@echo "make cleanup                   remove the containers, networks and volumes the lab left behind (its own label only)"
 	@echo "make lock [UPGRADE=1]          regenerate the hashed lock files from the .in files"
 
 # The virtual environment is rebuilt only when the pins change. Every package, also those pulled

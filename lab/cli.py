@@ -188,7 +188,7 @@ def infra_expectation(run) -> dict:
     return {
         "arch": run.arch, "workers": run.workers, "backlog": run.backlog,
         "cpusets": dict(run.cpusets), "mem_bytes": {k: size_bytes(v) for k, v in run.memory.items()},
-        "nofile": run.nofile,
+        "nofile": run.nofile, "tools": [run.tool],
         "sysctls": {
             "server": {"net.core.somaxconn": str(run.sysctls["somaxconn"])},
             "loadgen": {"net.ipv4.ip_local_port_range": str(run.sysctls["ip_local_port_range"]),

@@ -68,7 +68,7 @@ def expectation(project: str, **overrides) -> dict:
         "project": project, "arch": "preforked", "workers": 4, "backlog": 64,
         "cpusets": {"server": "0", "redis": "0", "loadgen": "1"},
         "mem_bytes": {"server": 512 * mib, "redis": 128 * mib, "loadgen": 256 * mib},
-        "nofile": 10000, "generators": 2,
+        "nofile": 10000, "generators": 2, "tools": ["wrk", "oha"],
         "sysctls": {"server": {"net.core.somaxconn": "1024"},
                     "loadgen": {"net.ipv4.ip_local_port_range": "2000 60000", "net.ipv4.tcp_tw_reuse": "1"}},
     }
