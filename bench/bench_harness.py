@@ -98,6 +98,7 @@ def main() -> int:
         rows.append({"run": run.id, "wall_s": round(wall, 2), "measured_s": measured,
                      "overhead_s": round(wall - measured, 2), "phases_s": phases,
                      "environment_reused": (entry.get("start_state") or {}).get("environment_reused"),
+                     "preparing_s": (entry.get("start_state") or {}).get("seconds"),
                      "status": entry["status"]})
         table.add_row(run.id, f"{wall:.1f}", f"{measured:g}", f"{wall - measured:.1f}",
                       *(f"{phases.get(p, 0):.2f}" for p in ("preparing", "verifying", "warming_up",

@@ -31,7 +31,7 @@ from lab.stats import StatsSampler, busiest_share
 from lab.validity import judge
 
 SERVER_URL = "http://server:8000"   # as the generators see it on the scenario's network
-START_DELAY_S = 0.5                 # lets every agent receive its share before the common start
+START_DELAY_S = 0.2                 # lets every agent receive its share before the common start
 SERVER_READY_S = 60.0               # a restarted server must answer within this
 PHASES = {"preparing": "fresh server, empty Redis", "verifying": "verifying responses",
           "warming_up": "warming up", "measuring": "measuring", "recording": "recording"}
@@ -171,11 +171,14 @@ class EnvironmentSession:
     def _fresh_start(self, run: RunPlan) -> dict:
         """A server process started for this run and an empty Redis; returns the record of both."""
         reused = self.up
+        t0 = time.monotonic()
         if not reused:
             self._open(run)
         else:
             self.env.restart_server(run.variables())
+        t1 = time.monotonic()
         server = self._wait_for_server()
+        t2 = time.monotonic()
         if self.last_server and server["id"] == self.last_server["id"]:
             raise RunFailed(f"the server container {server['id']} was not replaced for this run")
         self.last_server = server
@@ -183,7 +186,10 @@ class EnvironmentSession:
         if redis.get("keys_after") != 0:
             raise RunFailed(f"Redis still holds {redis.get('keys_after')} keys after FLUSHALL")
         return {"environment": self.project, "environment_reused": reused,
-                "runs_before_in_environment": self.runs_served, "server": server, "redis": redis}
+                "runs_before_in_environment": self.runs_served, "server": server, "redis": redis,
+                # seconds to (re)start the server, then until it answered, then to empty Redis
+                "seconds": {"start": round(t1 - t0, 3), "answer": round(t2 - t1, 3),
+                            "flush": round(time.monotonic() - t2, 3)}}
 
     def _wait_for_server(self) -> dict:
         """Until the server answers through a generator (a restarted server needs a moment)."""
@@ -281,7 +287,7 @@ class EnvironmentSession:
             def on_progress(elapsed, statuses):
                 progress(max(0.0, elapsed - START_DELAY_S))
         shares = run_on_agents([agent.url for agent in self.agents], spec, start_delay_s=START_DELAY_S,
-                               on_progress=on_progress, run_id=run_id, token=self.token, poll_s=0.25)
+                               on_progress=on_progress, run_id=run_id, token=self.token, poll_s=0.5)
         for share in shares:
             if share["state"] != "done":
                 who = hostnames.get(share["agent"]) or share["agent"]
@@ -324,7 +330,7 @@ def _note_environment(store: ResultStore, env) -> None:
         store.save()
 
 
-def settled_counters(agent: AgentClient, quiet_s: float = 0.3, limit_s: float = 15.0) -> dict:
+def settled_counters(agent: AgentClient, quiet_s: float = 0.2, limit_s: float = 15.0) -> dict:
     """Redis counters once they stop moving: requests the server had already read when the
     generators stopped (thousands, at high concurrency) are still being served, and would be
     counted in the next window."""

@@ -147,7 +147,8 @@ class ComposeEnvironment:
         config["NetworkingConfig"] = {"EndpointsConfig": {
             name: {"Aliases": [a for a in (net.get("Aliases") or []) if a != old.id[:12]]}
             for name, net in attrs["NetworkSettings"]["Networks"].items()}}
-        old.stop(timeout=5)
+        # Killed, not stopped: it is discarded, and the end of its PID 1 ends every process of
+        # its namespace (forked children included) at once.
         old.remove(v=True, force=True)
         created = self.client.api.create_container_from_config(config, name=old.name)
         self.client.api.start(created["Id"])
