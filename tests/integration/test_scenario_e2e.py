@@ -215,3 +215,43 @@ def test_a_killed_controller_leaves_nothing_that_serves_the_rerun(results, tmp_p
         assert run["validity"]["valid"], run["validity"]  # the counts agree: nobody else loaded it
         assert not any(run["start_state"]["server"]["id"] in cid for cid in before)
     assert not leftovers()
+
+
+def test_an_exception_while_tearing_down_is_reported_and_loses_nothing(results, tmp_path):
+    """The environment is really removed, then its teardown raises: the finished run stays
+    complete, the result says what went wrong, and nothing is left running."""
+    import io
+
+    from rich.console import Console
+
+    from lab.environment.compose import ComposeEnvironment
+    from lab.plan import plan_runs, scenario_digest
+    from lab.progress import Progress
+    from lab.results import ResultStore
+    from lab.runner import run_plan
+    from lab.scenario import load_scenario
+
+    class FailingTeardown(ComposeEnvironment):
+        def down(self):
+            super().down()
+            raise RuntimeError("the engine hung up during teardown")
+
+    scenario = load_scenario(str(write_scenario(tmp_path, "teardown", generators=1,
+                                                load={"duration_s": 2, "warmup_s": 0})))
+    runs = plan_runs(scenario)
+    store = ResultStore.create(results, scenario.model_dump(mode="json"), scenario_digest(scenario),
+                               runs, {"engine": "compose"})
+
+    def factory(run, project, agent_token=None):
+        return FailingTeardown(project, run.variables(), generators=run.generators, agent_token=agent_token)
+
+    os.environ["ZL_PROJECT_PREFIX"] = PREFIX
+    try:
+        status = run_plan(store, runs, factory, Progress(Console(file=io.StringIO())))
+    finally:
+        os.environ.pop("ZL_PROJECT_PREFIX", None)
+    doc = json.loads((store.dir / "result.json").read_text())
+    assert status == doc["status"] == "complete"
+    assert doc["runs"][0]["status"] == "complete" and doc["runs"][0]["requests"] > 0
+    assert any("the engine hung up during teardown" in p for p in doc["problems"])
+    assert not leftovers()
