@@ -119,7 +119,7 @@ def cmd_plan(args) -> int:
 def cmd_scenario(args) -> int:
     from lab.environment import environment_factory
     from lab.facts import host_facts
-    from lab.plan import plan_runs, scenario_digest
+    from lab.plan import next_round, plan_runs, scenario_digest, statistics_block
     from lab.progress import Progress
     from lab.results import ResultStore
     from lab.runner import run_plan
@@ -138,8 +138,10 @@ def cmd_scenario(args) -> int:
         store = None if args.fresh else ResultStore.resumable(args.results, scenario.name, digest)
         if store is None:
             environment = host_facts() | {"engine": args.engine}
-            store = ResultStore.create(args.results, scenario.model_dump(mode="json"), digest, runs, environment)
-        status = run_plan(store, runs, environment_factory(args.engine), Progress(console))
+            store = ResultStore.create(args.results, scenario.model_dump(mode="json"), digest, runs,
+                                       environment, statistics_block(scenario))
+        status = run_plan(store, runs, environment_factory(args.engine), Progress(console),
+                          extend=lambda entries: next_round(scenario, entries), steady=scenario.steady_state)
     print_summary(store.doc)
     console.print(f"result: {store.dir / 'result.json'}")
     if store.doc.get("problems"):
@@ -148,22 +150,59 @@ def cmd_scenario(args) -> int:
 
 
 def print_summary(doc: dict) -> None:
-    table = Table("run", "req/s", "p99 ms", "errors", "valid", title=f"{doc['scenario']} ({doc['status']})")
+    table = Table("run", "req/s", "p99 ms", "errors", "verdict", title=f"{doc['scenario']} ({doc['status']})")
     for r in doc["runs"]:
         if r["status"] != "complete":
             table.add_row(r["id"], "", "", "", f"[red]{r['status']}[/red] {r.get('error') or ''}")
             continue
         errors = error_count(r["errors"])
-        valid = "[green]yes[/green]" if r["validity"]["valid"] else "[yellow]no[/yellow]: " + "; ".join(
-            r["validity"]["reasons"])
         p99 = (r.get("latency_ms") or {}).get("p99")
         table.add_row(r["id"], f"{r['requests_per_sec']:,.0f}", "" if p99 is None else f"{p99:,.1f}",
-                      str(errors), valid)
+                      str(errors), verdict_text(r["validity"]))
     console.print(table)
+    print_cells(doc)
     for note in doc.get("notes", []):
         console.print(f"note: {note}", highlight=False)
     for problem in doc.get("problems", []):
         console.print(f"[red]problem: {problem}[/red]", highlight=False)
+
+
+def verdict_text(v: dict) -> str:
+    """A run's validity in words: trusted or not, and whether the server failed (a result)."""
+    trusted = v.get("trusted", v.get("valid"))
+    if not trusted:
+        return "[yellow]untrusted[/yellow]: " + "; ".join(v.get("untrusted_reasons") or v["reasons"])
+    if v.get("server_failed"):
+        return "[magenta]server failed[/magenta] (a result): " + "; ".join(v["server_reasons"])
+    return "[green]trusted[/green]"
+
+
+def print_cells(doc: dict) -> None:
+    """Per cell: the median of its trusted runs with the interval, and how well it is known."""
+    cells = doc.get("cells") or []
+    if not cells or all(len(c["runs"]) < 2 for c in cells):
+        return
+    target = (doc.get("statistics") or {}).get("target_ci_pct")
+    table = Table("cell", "req/s (median)", "interval", "± %", "CV", "n", "p99 ms (median)", "",
+                  title="cells" + (f" (target ±{target:g}%)" if target else ""))
+    for c in cells:
+        rps, p99 = c.get("requests_per_sec"), c.get("latency_p99_ms")
+        if not rps:
+            table.add_row(c["cell"], "", "", "", "", f"0/{len(c['runs'])}", "", "[yellow]no trusted run[/yellow]")
+            continue
+        ci = rps.get("ci95")
+        interval = f"{ci[0]:,.0f}–{ci[1]:,.0f} ({rps['coverage'] * 100:.0f}%)" if ci and rps.get("coverage") else (
+            f"{ci[0]:,.0f}–{ci[1]:,.0f}" if ci else "")
+        half = rps.get("ci_half_width_pct")
+        flag = ""
+        if c.get("converged") is False:
+            flag = "[yellow]not converged[/yellow]"
+        if c.get("n_server_failed"):
+            flag += f" [magenta]{c['n_server_failed']} server-failed[/magenta]"
+        table.add_row(c["cell"], f"{rps['median']:,.0f}", interval, "" if half is None else f"{half:.1f}",
+                      "" if rps.get("cv") is None else f"{rps['cv'] * 100:.0f}%",
+                      f"{rps['n']}/{len(c['runs'])}", "" if not p99 else f"{p99['median']:,.1f}", flag)
+    console.print(table)
 
 
 def cmd_verify(args) -> int:

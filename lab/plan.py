@@ -4,9 +4,11 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-from dataclasses import asdict, dataclass
+import random
+from dataclasses import asdict, dataclass, fields, replace
 
-from lab.scenario import Scenario, resolved_constraints, swept
+from lab.scenario import Scenario, repeat_bounds, resolved_constraints, swept
+from lab.uncertainty import cell_summaries, needs_more
 
 # What restarting the server changes; every other variable shapes the environment itself.
 SERVER_VARIABLES = ("ZL_ARCH", "ZL_WORKERS", "ZL_BACKLOG", "ZL_READ_TIMEOUT")
@@ -36,6 +38,18 @@ class RunPlan:
     memory: dict[str, str]
     nofile: int
     sysctls: dict[str, object]  # every Sysctls field (resolved_constraints always fills them)
+
+    @property
+    def cell(self) -> str:
+        """The cell this run measures once: its id without the repeat number."""
+        return cell_id(self.arch, self.connections, self.rate)
+
+    @classmethod
+    def from_entry(cls, entry: dict) -> "RunPlan":
+        """A run back from its result.json entry (its id, index and params)."""
+        names = {f.name for f in fields(cls)}
+        return cls(id=entry["id"], index=entry["index"],
+                   **{k: v for k, v in entry["params"].items() if k in names})
 
     def params(self) -> dict:
         """What result.json records of this run."""
@@ -85,27 +99,84 @@ class RunPlan:
 
 
 def plan_runs(s: Scenario) -> list[RunPlan]:
+    """Every cell `min` times (the scenario's repeats), in rounds: each round runs every cell once
+    (round-robin, or shuffled from the scenario's seed), so drift of the host over a long sweep
+    spreads over all cells instead of biasing the ones run last."""
+    first, _, _ = repeat_bounds(s)
+    runs: list[RunPlan] = []
+    for repeat in range(1, first + 1):
+        runs += round_of(s, cells(s), repeat, start_index=len(runs) + 1)
+    return runs
+
+
+def next_round(s: Scenario, entries: list[dict]) -> list[RunPlan]:
+    """Once every run has ended: one more repeat of each cell whose interval is still wider
+    than the scenario's target, while it has had fewer than `max` runs (every attempt counts,
+    so a cell that never gives a trusted figure cannot run forever). None without a target."""
+    _, most, target = repeat_bounds(s)
+    if target is None:
+        return []
+    summaries = {c["cell"]: c for c in cell_summaries(entries, target)}
+    done: dict[str, int] = {}  # runs so far per cell (repeat numbers have no gaps)
+    for e in entries:
+        p = e["params"]
+        key = cell_id(p["arch"], p["connections"], p.get("rate"))
+        done[key] = max(done.get(key, 0), p["repeat"])
+    want = [c for c in cells(s)
+            if needs_more((summaries.get(c.id) or {}).get("requests_per_sec"), target, most, done.get(c.id, 0))]
+    if not want:
+        return []
+    repeat = max(done[c.id] for c in want) + 1
+    return round_of(s, want, repeat, start_index=len(entries) + 1)
+
+
+def statistics_block(s: Scenario) -> dict:
+    """How the result's figures are made, recorded with it."""
+    first, most, target = repeat_bounds(s)
+    return {"interval": "95% interval of the median from order statistics (exact coverage "
+                        "stated per cell; [min, max] below 6 repeats)",
+            "order": s.order, "seed": order_seed(s),
+            "repeats": {"min": first, "max": most}, "target_ci_pct": target,
+            "steady_state": s.steady_state.model_dump()}
+
+
+def order_seed(s: Scenario) -> int | None:
+    """The seed a shuffled order is drawn from: the scenario's, or one derived from its content,
+    so that the same scenario always runs in the same order and resumes into it."""
+    if s.order != "shuffled":
+        return None
+    return s.seed if s.seed is not None else int(scenario_digest(s)[:8], 16)
+
+
+def cells(s: Scenario) -> list[RunPlan]:
+    """One run (repeat 0, index 0) per cell of the sweep, in the scenario's order."""
     archs = swept(s, "arch", [s.server.arch])
     levels = swept(s, "connections", [s.load.connections])
     rates = swept(s, "rate", [s.load.rate])
     c = resolved_constraints(s)
     sysctls = c["sysctls"].model_dump()
-    runs = []
-    for index, (arch, connections, rate, repeat) in enumerate(
-        itertools.product(archs, levels, rates, range(1, s.repeats + 1)), start=1
-    ):
-        rate_part = f"-r{rate}" if rate else ""
-        runs.append(RunPlan(
-            id=f"{arch}-c{connections}{rate_part}-{repeat}",
-            index=index, arch=arch, workers=s.server.workers, backlog=s.server.backlog,
-            read_timeout_s=s.server.read_timeout_s, connections=connections, rate=rate,
-            repeat=repeat, tool=s.load.tool, mode=s.load.mode, threads=s.load.threads,
-            duration_s=s.load.duration_s, warmup_s=s.load.warmup_s, timeout_s=s.load.timeout_s,
-            mix=s.load.mix.model_dump(), static_path=s.load.static_path, generators=s.generators,
-            cpusets=dict(c["cpusets"]), memory=dict(c["memory"]), nofile=int(c["nofile"]),
-            sysctls=sysctls,
-        ))
-    return runs
+    return [RunPlan(
+        id=cell_id(arch, connections, rate), index=0, arch=arch, workers=s.server.workers,
+        backlog=s.server.backlog, read_timeout_s=s.server.read_timeout_s, connections=connections,
+        rate=rate, repeat=0, tool=s.load.tool, mode=s.load.mode, threads=s.load.threads,
+        duration_s=s.load.duration_s, warmup_s=s.load.warmup_s, timeout_s=s.load.timeout_s,
+        mix=s.load.mix.model_dump(), static_path=s.load.static_path, generators=s.generators,
+        cpusets=dict(c["cpusets"]), memory=dict(c["memory"]), nofile=int(c["nofile"]), sysctls=sysctls,
+    ) for arch, connections, rate in itertools.product(archs, levels, rates)]
+
+
+def cell_id(arch: str, connections: int, rate: int | None) -> str:
+    return f"{arch}-c{connections}" + (f"-r{rate}" if rate else "")
+
+
+def round_of(s: Scenario, of_cells: list[RunPlan], repeat: int, start_index: int) -> list[RunPlan]:
+    """Repeat number `repeat` of each of `of_cells`, in the scenario's order for that round."""
+    ordered = list(of_cells)
+    if s.order == "shuffled":
+        # One generator per round, so a resumed or extended result draws the same order.
+        random.Random(f"{order_seed(s)}/{repeat}").shuffle(ordered)
+    return [replace(cell, id=f"{cell.id}-{repeat}", repeat=repeat, index=start_index + i)
+            for i, cell in enumerate(ordered)]
 
 
 def scenario_digest(s: Scenario) -> str:

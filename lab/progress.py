@@ -40,6 +40,11 @@ class Progress:
         self.console.print(f"[{colour}]{status}[/{colour}]: {self.done}/{self.total} run(s) finished "
                            f"in {time.monotonic() - self.t0:,.0f} s")
 
+    def more(self, added: int, total: int) -> None:
+        """Another round of repeats for the cells not yet known well enough."""
+        self.total = total
+        self.console.print(f"{added} more run(s): cells whose interval is still wider than the target")
+
     def note(self, text: str) -> None:
         self.console.print(text)
 

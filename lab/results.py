@@ -16,8 +16,9 @@ from pathlib import Path
 import yaml
 
 from lab.plan import RunPlan
+from lab.uncertainty import cell_summaries
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 # A run's lifecycle, in order. A run ends complete, failed or interrupted; the active states say
 # where a run was when its controller stopped. interrupted and pending runs are resumed.
 RUN_STATES = ("pending", "preparing", "verifying", "warming_up", "measuring", "recording",
@@ -26,7 +27,9 @@ ACTIVE_STATES = ("preparing", "verifying", "warming_up", "measuring", "recording
 STATS_FIELDS = ["run_id", "t_s", "service", "container", "cpu_percent", "mem_bytes",
                 "mem_limit_bytes", "net_rx_bytes", "net_tx_bytes", "pids"]
 INDEX_FIELDS = ["result_dir", "scenario", "run_id", "arch", "connections", "mode", "tool", "rate",
-                "repeat", "requests_per_sec", "p99_ms", "valid", "reasons", "started_at"]
+                "repeat", "requests_per_sec", "p99_ms", "valid", "reasons", "started_at",
+                "trusted", "server_failed", "cell", "cell_n", "cell_median_rps", "cell_ci_lo_rps",
+                "cell_ci_hi_rps", "cell_ci_coverage", "cell_converged"]
 
 
 def now_iso() -> str:
@@ -75,7 +78,7 @@ class ResultStore:
 
     @classmethod
     def create(cls, results_root: Path, scenario: dict, digest: str, runs: list[RunPlan],
-               environment: dict) -> "ResultStore":
+               environment: dict, statistics: dict | None = None) -> "ResultStore":
         name = scenario["name"]
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
         directory = results_root / name / stamp
@@ -89,8 +92,10 @@ class ResultStore:
             "schema_version": SCHEMA_VERSION, "scenario": name, "scenario_digest": digest,
             "result_id": directory.name, "started_at": now_iso(), "finished_at": None,
             "status": "running", "environment": environment,
+            "statistics": statistics or {},
             "runs": [{"id": r.id, "index": r.index, "status": "pending", "params": r.params()}
                      for r in runs],
+            "cells": [],
         }
         store = cls(directory, doc)
         store.save()
@@ -136,9 +141,27 @@ class ResultStore:
     def record_run(self, run_id: str, fields: dict) -> None:
         entry = self.run_entry(run_id)
         entry.update(fields)
+        if entry["status"] in ("complete", "failed"):
+            self.doc["cells"] = cell_summaries(self.doc["runs"],
+                                               (self.doc.get("statistics") or {}).get("target_ci_pct"))
         self.save()
         if entry["status"] == "complete":
             self._append_index(entry)
+
+    def add_runs(self, runs: list[RunPlan]) -> None:
+        """More runs for this result (another round of repeats), pending."""
+        known = {e["id"] for e in self.doc["runs"]}
+        for r in runs:
+            if r.id in known:
+                raise ValueError(f"run {r.id} exists already")
+            self.doc["runs"].append({"id": r.id, "index": r.index, "status": "pending", "params": r.params()})
+        self.save()
+
+    def cell_of(self, run_id: str) -> dict | None:
+        for cell in self.doc.get("cells") or []:
+            if run_id in cell["runs"]:
+                return cell
+        return None
 
     def add_note(self, text: str) -> None:
         """Something the reader of this result should know (leftovers removed, say)."""
@@ -176,21 +199,46 @@ class ResultStore:
 
     def _append_index(self, entry: dict) -> None:
         p = entry["params"]
+        v = entry["validity"]
+        cell = self.cell_of(entry["id"]) or {}
+        rps = cell.get("requests_per_sec") or {}
+        ci = rps.get("ci95") or [None, None]
         row = {
             "result_dir": str(self.dir), "scenario": self.doc["scenario"], "run_id": entry["id"],
             "arch": p["arch"], "connections": p["connections"], "mode": p["mode"], "tool": p["tool"],
             "rate": p.get("rate") or "", "repeat": p["repeat"],
             "requests_per_sec": entry.get("requests_per_sec"),
             "p99_ms": (entry.get("latency_ms") or {}).get("p99"),
-            "valid": entry["validity"]["valid"], "reasons": "; ".join(entry["validity"]["reasons"]),
+            "valid": v["valid"], "reasons": "; ".join(v["reasons"]),
             "started_at": entry.get("started_at"),
+            "trusted": v.get("trusted", v["valid"]), "server_failed": v.get("server_failed", False),
+            # The cell as known once this run was recorded: its median and interval so far.
+            "cell": cell.get("cell"), "cell_n": rps.get("n"), "cell_median_rps": rps.get("median"),
+            "cell_ci_lo_rps": ci[0], "cell_ci_hi_rps": ci[1], "cell_ci_coverage": rps.get("coverage"),
+            "cell_converged": cell.get("converged"),
         }
         self.index_path.parent.mkdir(parents=True, exist_ok=True)
-        with self.index_path.open("a", newline="") as f:
+        with self.index_path.open("a+", newline="") as f:
             fcntl.flock(f, fcntl.LOCK_EX)  # parallel scenarios append to the same index
+            f.seek(0)
+            header = f.readline().strip()
+            if header and header != ",".join(INDEX_FIELDS):
+                _widen_index(f)
+            f.seek(0, os.SEEK_END)
             if f.tell() == 0:
                 csv.writer(f).writerow(INDEX_FIELDS)
-            csv.DictWriter(f, fieldnames=INDEX_FIELDS).writerow(row)
+            csv.DictWriter(f, fieldnames=INDEX_FIELDS).writerow(_finite(row))
+
+
+def _widen_index(f) -> None:
+    """An index written with fewer columns gets today's header, its rows kept (new columns empty)."""
+    f.seek(0)
+    rows = list(csv.DictReader(f))
+    f.seek(0)
+    f.truncate()
+    writer = csv.DictWriter(f, fieldnames=INDEX_FIELDS, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
 
 
 def _finite(value):

@@ -23,12 +23,14 @@ from loadgen.client import AgentClient, AgentError, run_on_agents
 from loadgen.merge import merge_results
 
 from lab.facts import host_facts
+from lab.hosthealth import HostMonitor, keep_off, set_process_affinity
 from lab.plan import RunPlan
 from lab.progress import Progress
 from lab.results import ResultStore, now_iso
-from lab.scenario import parse_cpuset
+from lab.scenario import SteadyState, parse_cpuset
 from lab.stats import StatsSampler, busiest_share
-from lab.validity import judge
+from lab.uncertainty import steady_state
+from lab.validity import failed_run, judge
 
 SERVER_URL = "http://server:8000"   # as the generators see it on the scenario's network
 START_DELAY_S = 0.2                 # lets every agent receive its share before the common start
@@ -84,28 +86,40 @@ def environment_indexes(runs: list[RunPlan]) -> dict[str, int]:
 
 
 def run_plan(store: ResultStore, runs: list[RunPlan], make_environment: EnvironmentFactory,
-             progress: Progress) -> str:
-    """Runs every unfinished run of `runs` into `store`; returns the result's status."""
-    pending = set(store.pending())
-    todo = [r for r in runs if r.id in pending]
+             progress: Progress, extend: Callable[[list[dict]], list[RunPlan]] | None = None,
+             steady: SteadyState | None = None) -> str:
+    """Runs every unfinished run of the result into `store`; returns the result's status.
+    `runs` is the plan the result was created with; the result's own list (which `extend` may
+    have lengthened: more repeats for cells not yet known well enough) is what is run.
+    `extend(run entries)` gives the next round's runs once every run has ended, or none."""
     indexes = environment_indexes(runs)
-    progress.begin(total=len(runs), done=len(runs) - len(todo), result_dir=store.dir)
+    todo = _unfinished(store)
+    progress.begin(total=len(store.doc["runs"]), done=len(store.doc["runs"]) - len(todo),
+                   result_dir=store.dir)
+    restore = keep_off(measured_cpus(runs[0])) if runs else None  # the controller's own work
     with sigterm_as_interrupt():
         try:
             session: EnvironmentSession | None = None
             try:
-                for run in todo:
-                    index = indexes[run.environment_key()]
-                    if session is not None and (session.index != index or session.broken):
-                        session.close()
-                        session = None
-                    if session is None:
-                        project = project_name(store.doc["scenario"], store.doc["result_id"], index)
-                        session = EnvironmentSession(store, make_environment, run, project, index, progress)
-                    outcome = session.execute(run)
-                    store.append_stats(outcome.stats)
-                    store.record_run(run.id, outcome.fields)
-                    progress.run_done(run, outcome.fields)
+                while todo:
+                    for run in todo:
+                        index = indexes.setdefault(run.environment_key(), len(indexes) + 1)
+                        if session is not None and (session.index != index or session.broken):
+                            session.close()
+                            session = None
+                        if session is None:
+                            project = project_name(store.doc["scenario"], store.doc["result_id"], index)
+                            session = EnvironmentSession(store, make_environment, run, project, index,
+                                                         progress, steady)
+                        outcome = session.execute(run)
+                        store.append_stats(outcome.stats)
+                        store.record_run(run.id, outcome.fields)
+                        progress.run_done(run, outcome.fields)
+                    more = extend(store.doc["runs"]) if extend else []
+                    if more:
+                        store.add_runs(more)
+                        progress.more(len(more), len(store.doc["runs"]))
+                    todo = _unfinished(store, states=("pending",))  # failed ones wait for a rerun
             finally:
                 if session is not None:
                     session.close()
@@ -116,17 +130,27 @@ def run_plan(store: ResultStore, runs: list[RunPlan], make_environment: Environm
             store.add_problem(f"{type(exc).__name__}: {exc}")
             progress.note(f"[red]stopped: {type(exc).__name__}: {exc}[/red]")
         finally:
+            if restore:
+                set_process_affinity(restore)
             status = store.finish()
             progress.end(status)
     return status
+
+
+def _unfinished(store: ResultStore, states: tuple[str, ...] | None = None) -> list[RunPlan]:
+    """Runs still to do, in the result's order: every run not complete (a new invocation retries
+    the failed ones too), or only those in `states`."""
+    return [RunPlan.from_entry(e) for e in store.doc["runs"]
+            if e["status"] != "complete" and (states is None or e["status"] in states)]
 
 
 class EnvironmentSession:
     """One environment kept across the runs that need it, and the agents that drive it."""
 
     def __init__(self, store: ResultStore, make_environment: EnvironmentFactory, first: RunPlan,
-                 project: str, index: int, progress: Progress):
+                 project: str, index: int, progress: Progress, steady: SteadyState | None = None):
         self.store, self.progress, self.index, self.project = store, progress, index, project
+        self.steady = steady or SteadyState()
         # The agents answer only to this controller (ZL_AGENT_TOKEN in their environment).
         self.token = secrets.token_urlsafe(18)
         self.env = make_environment(first, project, agent_token=self.token)
@@ -246,17 +270,22 @@ class EnvironmentSession:
 
             before = settled_counters(self.agents[0])
             containers = self.env.containers()
+            series = ServerSideSeries(self.agents[0], before, run)
             sampler = StatsSampler(containers, run.id).start()
+            monitor = self._host_monitor(run, containers)
             enter("measuring", save=True)
             try:
                 results = self._load(run.id, run.load_spec(SERVER_URL),
                                      progress=lambda elapsed: self.progress.measuring(
-                                         elapsed, _rate_so_far(self.agents[0], before, elapsed, run)))
+                                         elapsed, series.sample(elapsed)))
             finally:
                 stats = sampler.stop()
+                host = monitor.stop() if monitor else {"available": False,
+                                                       "reason": "this engine's nodes are not this host"}
             enter("recording")
             after = settled_counters(self.agents[0])
-            fields = summarise(run, results, stats, before, after, verification, containers)
+            fields = summarise(run, results, stats, before, after, verification, containers,
+                               series=series.points, host_health=host, steady=self.steady)
             timeline.append(["complete", round(time.monotonic() - t0, 3)])
             fields.update(start_state=start_state, provenance=provenance, timeline=timeline,
                           started_at=entry["started_at"])
@@ -275,9 +304,14 @@ class EnvironmentSession:
             return RunOutcome({
                 "status": "failed", "error": reason, "failed_in": entry["status"],
                 "started_at": entry["started_at"], "timeline": timeline, "start_state": start_state,
-                "verification": verification,
-                "validity": {"valid": False, "reasons": [reason]},
+                "verification": verification, "validity": failed_run(reason),
             })
+
+    def _host_monitor(self, run: RunPlan, containers: dict[str, list]) -> HostMonitor | None:
+        """What else used the measured CPUs (server's and Redis'), when they are on this host."""
+        if getattr(self.env, "engine", "compose") != "compose":
+            return None
+        return HostMonitor(measured_cpus(run), [c.id for group in containers.values() for c in group]).start()
 
     def _load(self, run_id: str, spec: dict, progress: Callable[[float], None] | None) -> list[dict]:
         """One load split over the agents, started together; every share must finish."""
@@ -292,8 +326,9 @@ class EnvironmentSession:
             if share["state"] != "done":
                 who = hostnames.get(share["agent"]) or share["agent"]
                 raise RunFailed(f"generator {who} {share['state']}: {share['error']}")
-        return [{"agent": s["agent"], "node": hostnames.get(s["agent"]), "spec": s["spec"],
-                 "raw_output": s["raw_output"], "result": s["result"]} for s in shares]
+        # Everything each agent said of its share (tool start and end, its own CPU) is kept.
+        return [{"node": hostnames.get(s["agent"]), **{k: v for k, v in s.items() if k not in ("state", "error")}}
+                for s in shares]
 
 
 def missing_tool_message(tool: str) -> str:
@@ -345,20 +380,44 @@ def settled_counters(agent: AgentClient, quiet_s: float = 0.2, limit_s: float = 
     return last
 
 
-def _rate_so_far(agent: AgentClient, before: dict, elapsed: float, run: RunPlan) -> float | None:
-    """Requests/second so far, from the visitor counter the guestbook GETs raise."""
-    share = run.mix.get("guestbook_get", 0) / max(1e-9, sum(run.mix.values()))
-    if share <= 0 or elapsed < 1:
-        return None
-    try:
-        now = agent.counters()
-    except Exception:
-        return None
-    return (now["visitor_count"] - before["visitor_count"]) / share / elapsed
+class ServerSideSeries:
+    """Requests answered so far, on the server's side, about once a second of the measured window:
+    the guestbook's visitor counter (one per GET) scaled by the GETs' share of the mix. Read from
+    Redis through a generator's agent; the same reads give the console its rate so far."""
+
+    def __init__(self, agent: AgentClient, before: dict, run: RunPlan, every_s: float = 1.0):
+        self.agent, self.before, self.every_s = agent, before, every_s
+        self.share = run.mix.get("guestbook_get", 0) / max(1e-9, sum(run.mix.values()))
+        self.points: list[list[float]] = [[0.0, 0.0]] if self.share > 0 else []
+        self._last = 0.0
+
+    def sample(self, elapsed: float) -> float | None:
+        """Called with the seconds since the common start; returns requests/second so far."""
+        if self.share <= 0 or elapsed - self._last < self.every_s:
+            return None
+        try:
+            now = self.agent.counters()
+        except Exception:  # a missed sample shortens the series, the run goes on
+            return None
+        self._last = elapsed
+        done = (now["visitor_count"] - self.before["visitor_count"]) / self.share
+        self.points.append([round(elapsed, 3), round(done, 1)])
+        return done / elapsed if elapsed > 0 else None
+
+
+def measured_cpus(run: RunPlan) -> set[int]:
+    """The CPUs whose time is the measurement: the server's and Redis' sets (all CPUs when
+    they are not pinned)."""
+    cpus: set[int] = set()
+    for service in ("server", "redis"):
+        if run.cpusets.get(service):
+            cpus |= parse_cpuset(run.cpusets[service])
+    return cpus or set(range(os.cpu_count() or 1))
 
 
 def summarise(run: RunPlan, generators: list[dict], stats: list[dict], before: dict, after: dict,
-              verification: dict, containers: dict[str, list]) -> dict:
+              verification: dict, containers: dict[str, list], series: list | None = None,
+              host_health: dict | None = None, steady: SteadyState | None = None) -> dict:
     results = [g["result"] for g in generators if g.get("result")]
     if len(results) < len(generators):
         missing = [g["agent"] for g in generators if not g.get("result")]
@@ -371,30 +430,91 @@ def summarise(run: RunPlan, generators: list[dict], stats: list[dict], before: d
     if all(r.get("requests_by_kind") for r in results):
         sent = sum(int(r["requests_by_kind"].get("guestbook_get", 0)) for r in results)
     delta = after["visitor_count"] - before["visitor_count"]
-    cores = _generator_cores(run, containers)
-    cpu = busiest_share(stats, "loadgen", cores, start_s=1.5, end_s=run.duration_s + START_DELAY_S)
-    if run.cpusets.get("loadgen") and len(cpu) > 1:
-        # Generators pinned to the same CPUs compete for them: judge their sum too.
-        cpu["all generators"] = sum(cpu.values())
+    cpu, cpu_source = generator_cpu(run, generators, stats, containers)
+    skew = start_skew(generators)
+    steady = steady or SteadyState()
+    server_side = server_side_figures(series or [], steady, merged, run)
     validity = judge(mode=run.mode, rate=run.rate, connections=run.connections,
                      requests=merged["requests"], errors=errors,
                      requests_per_sec=merged["requests_per_sec"], generator_cpu=cpu,
-                     guestbook_sent=sent, visitor_count_delta=delta, warmed_up=run.warmup_s > 0)
+                     guestbook_sent=sent, visitor_count_delta=delta, warmed_up=run.warmup_s > 0,
+                     duration_s=run.duration_s, start_skew_s=skew,
+                     steady=server_side if server_side.get("points") else None,
+                     host_health=host_health)
     return {
         "status": "complete", "error": None,
         "requests_per_sec": merged["requests_per_sec"], "requests": merged["requests"],
         "duration_s": merged["duration_s"], "errors": errors,
         "latency_ms": merged["latency_ms"], "latency_spectrum": merged.get("spectrum"),
+        "latency_source": merged.get("latency_source") or _latency_source(results),
+        "latency_kind": merged.get("latency_kind") or (
+            "open-loop corrected" if run.mode == "open" else "closed-loop"),
         "validity": validity, "verification": verification,
         "redis": {"visitor_count_delta": delta, "remarks_delta": after["remarks"] - before["remarks"],
                   "guestbook_get_sent": sent},
-        "generator_cpu_share": cpu,
+        "server_side": server_side,
+        "start_skew_s": skew,
+        "host_health": host_health,
+        "generator_cpu_share": cpu, "generator_cpu_source": cpu_source,
         "generators": generators,
     }
 
 
+def _latency_source(results: list[dict]) -> str:
+    """oha printed nine percentiles; wrk's script reports a full spectrum."""
+    if any(r.get("tool") == "oha" and not r.get("histogram") for r in results):
+        return "reconstructed from printed percentiles"
+    return "histogram"
+
+
+def start_skew(generators: list[dict]) -> float | None:
+    """How far apart the generators' tools really started (each agent notes its own start)."""
+    starts = [g["tool_started_at"] for g in generators if g.get("tool_started_at") is not None]
+    if len(generators) < 2 or len(starts) < len(generators):
+        return 0.0 if len(generators) == 1 and starts else None
+    return round(max(starts) - min(starts), 4)
+
+
+def server_side_figures(series: list, steady: SteadyState, merged: dict, run: RunPlan) -> dict:
+    """The steady window's throughput as the server counted it, and whether the tool agrees."""
+    out = dict(steady_state(series, steady.trim_start_s, steady.trim_end_s, steady.max_drift),
+               series=series)
+    tool_rps = merged["requests_per_sec"]
+    out["tool_requests_per_sec"] = tool_rps
+    server_rps = out.get("requests_per_sec")
+    if server_rps and tool_rps and out.get("window_s"):
+        difference = abs(server_rps - tool_rps) / max(server_rps, tool_rps)
+        out["disagreement"] = round(difference, 4)
+        # Requests in flight at either edge of the window (one per connection) and the trimmed
+        # start-up explain some difference; beyond that and 5%, the two figures disagree.
+        explainable = run.connections / out["window_s"] / max(server_rps, tool_rps) + 0.05
+        out["disagreement_explained"] = difference <= explainable
+    else:
+        out["disagreement"], out["disagreement_explained"] = None, None
+    return out
+
+
+def generator_cpu(run: RunPlan, generators: list[dict], stats: list[dict],
+                  containers: dict[str, list]) -> tuple[dict[str, float], str]:
+    """Each generator's CPU as a share of the CPUs its tool can use. Each agent measures its own
+    tool (also on another node); docker stats of local containers are the fallback."""
+    if generators and all(g.get("cpu_share") is not None for g in generators):
+        cpu = {str(g.get("node") or g.get("agent")): float(g["cpu_share"]) for g in generators}
+        source = "each agent: its tool's CPU time over the CPUs it can use"
+    else:
+        cores = _generator_cores(run, containers)
+        cpu = busiest_share(stats, "loadgen", cores, start_s=1.5, end_s=run.duration_s + START_DELAY_S)
+        source = "docker stats over the measured window"
+    if run.cpusets.get("loadgen") and len(cpu) > 1:
+        # Generators pinned to the same CPUs compete for them: their CPU time together, over the set.
+        n = len(parse_cpuset(run.cpusets["loadgen"]))
+        cpu["all generators"] = sum(cpu.values()) * min(run.threads, n) / n
+    return cpu, source
+
+
 def _generator_cores(run: RunPlan, containers: dict[str, list]) -> dict[str, int]:
+    """CPUs a generator's tool can use: its threads, within its CPU set (or the machine)."""
     cpuset = run.cpusets.get("loadgen")
     n = len(parse_cpuset(cpuset)) if cpuset else (os.cpu_count() or 1)
-    return {c.name: n for c in containers.get("loadgen", [])}
-
+    per = max(1, min(run.threads, -(-run.connections // max(1, run.generators))))
+    return {c.name: min(n, per) for c in containers.get("loadgen", [])}

@@ -8,7 +8,7 @@ import difflib
 import os
 import re
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -148,6 +148,27 @@ class Sweep(Strict):
         return v
 
 
+class RepeatTarget(Strict):
+    """Repeat a cell until its figure is known well enough: at least `min` times, at most `max`,
+    stopping once the 95% interval of its median is within +-ci_pct percent."""
+    min: int = Field(3, ge=1, le=100)
+    max: int = Field(10, ge=1, le=100)
+    ci_pct: float = Field(5.0, gt=0, le=100, description="target half-width of the interval, % of the median")
+
+    @model_validator(mode="after")
+    def _order(self) -> "RepeatTarget":
+        if self.max < self.min:
+            raise ValueError(f"max ({self.max}) must be at least min ({self.min})")
+        return self
+
+
+class SteadyState(Strict):
+    """The part of the measured window whose throughput counts on the server's side."""
+    trim_start_s: float = Field(1.0, ge=0, le=600)
+    trim_end_s: float = Field(1.0, ge=0, le=600)
+    max_drift: float = Field(0.2, gt=0, le=1, description="largest share the two halves may differ by")
+
+
 class Scenario(Strict):
     name: str
     description: str = ""
@@ -155,10 +176,23 @@ class Scenario(Strict):
     constraints: Constraints = Constraints()
     load: Load = Load()
     generators: int = Field(1, ge=1, le=64, description="load-generator containers")
-    repeats: int = Field(1, ge=1, le=100)
+    # Each cell this many times, or until its interval is narrow enough ({min, max, ci_pct}).
+    repeats: Union[Annotated[int, Field(ge=1, le=100)], RepeatTarget] = 1
+    # round-robin: every cell once per round, so drift of the host spreads over all cells;
+    # shuffled: each round in a random order drawn from `seed` (recorded in the result).
+    order: Literal["round-robin", "shuffled"] = "round-robin"
+    seed: Optional[int] = None
+    steady_state: SteadyState = SteadyState()
     sweep: Optional[Sweep] = None
     # Swarm cannot pin CPUs; a scenario must accept the weaker limits explicitly to run there.
     accept_weaker_cpu_limits: bool = False
+
+
+def repeat_bounds(s: Scenario) -> tuple[int, int, Optional[float]]:
+    """(repeats every cell gets, most any cell may get, target interval half-width in %)."""
+    if isinstance(s.repeats, RepeatTarget):
+        return s.repeats.min, s.repeats.max, s.repeats.ci_pct
+    return s.repeats, s.repeats, None
 
 
 def swept(s: Scenario, name: str, default):
@@ -235,11 +269,28 @@ def validate_scenario(data: dict, source: str, host_cpus: Optional[set[int]] = N
     try:
         scenario = Scenario.model_validate(data)
     except ValidationError as exc:
-        raise ScenarioError(source, [_explain(err) for err in exc.errors()]) from None
+        raise ScenarioError(source, [_explain(err) for err in _one_branch(exc.errors(), data)]) from None
     problems = check_consistency(scenario, host_cpus)
     if problems:
         raise ScenarioError(source, problems)
     return scenario
+
+
+def _one_branch(errors: list[dict], data: dict) -> list[dict]:
+    """A field that takes a number or a mapping (repeats) fails both ways: keep the complaint of
+    the form the file used, and drop pydantic's branch names from the location."""
+    kept = []
+    for err in errors:
+        loc = list(err["loc"])
+        branch = loc[1] if len(loc) > 1 and isinstance(loc[1], str) and (
+            loc[1] in ("int", "constrained-int", "RepeatTarget") or loc[1].startswith("function-after[")) else None
+        if branch is not None:
+            as_number = branch.endswith("int")
+            if as_number == isinstance(data.get(loc[0]), dict):
+                continue
+            loc.remove(branch)
+        kept.append({**err, "loc": tuple(loc)})
+    return kept or errors
 
 
 def _explain(err: dict) -> str:

@@ -144,15 +144,30 @@ def test_validity_rules():
     ok = dict(mode="closed", rate=None, connections=20, requests=10_000,
               errors={"connect": 0, "read": 0, "write": 0, "timeout": 0, "non_2xx_3xx": 0},
               requests_per_sec=1000.0, generator_cpu={"lg-1": 0.3})
-    assert judge(**ok) == {"valid": True, "reasons": []}
+    assert judge(**ok) == {"trusted": True, "untrusted_reasons": [], "server_failed": False,
+                           "server_reasons": [], "valid": True, "reasons": []}
+    # The server did badly: a result, still trusted, marked.
     bad = judge(**(ok | {"errors": {"read": 150}}))
-    assert not bad["valid"] and "errors: 150 for 10000 requests (1.5% > 1%)" in bad["reasons"][0]
+    assert bad["trusted"] and bad["server_failed"] and not bad["valid"]
+    assert "errors: 150 for 10000 requests (1.5% > 1%)" in bad["server_reasons"][0]
     sat = judge(**(ok | {"mode": "open", "rate": 2000}))
-    assert "saturated" in sat["reasons"][0]
+    assert sat["trusted"] and "saturated" in sat["server_reasons"][0]
     assert judge(**(ok | {"mode": "open", "rate": 1020}))["valid"]
+    assert "no request completed" in judge(**(ok | {"requests": 0}))["server_reasons"][0]
+    # The measurement cannot be trusted: left out of the figures.
     gen = judge(**(ok | {"generator_cpu": {"lg-1": 0.95}}))
-    assert "generator-bound: lg-1" in gen["reasons"][0]
-    assert "no request completed" in judge(**(ok | {"requests": 0}))["reasons"][0]
+    assert not gen["trusted"] and not gen["server_failed"]
+    assert "generator-bound: lg-1" in gen["untrusted_reasons"][0]
+    skew = judge(**(ok | {"duration_s": 10, "start_skew_s": 0.25}))
+    assert not skew["trusted"] and "start skew" in skew["untrusted_reasons"][0]
+    assert judge(**(ok | {"duration_s": 10, "start_skew_s": 0.15}))["trusted"]  # within 0.2 s
+    drift = judge(**(ok | {"steady": {"stable": False, "reason": "halves differ by 35%"}}))
+    assert not drift["trusted"] and "halves differ by 35%" in drift["untrusted_reasons"][0]
+    # A collapsing server drifts as it collapses: that stays its result.
+    collapse = judge(**(ok | {"errors": {"timeout": 900}, "steady": {"stable": False}}))
+    assert collapse["trusted"] and collapse["server_failed"]
+    busy = judge(**(ok | {"host_health": {"busy": True, "reason": "steal 12%"}}))
+    assert not busy["trusted"] and "steal 12%" in busy["untrusted_reasons"][0]
 
 
 def test_count_check_allows_one_request_in_flight_per_connection():
