@@ -57,13 +57,14 @@ def test_smoke_gives_a_valid_result_that_agrees_with_redis(results):
     out = lab(["scenario", "smoke"], results)
     assert out.returncode == 0, out.stdout + out.stderr
     directory, doc = only_result(results, "smoke")
-    assert doc["schema_version"] == 2 and doc["status"] == "complete"
+    assert doc["schema_version"] == 3 and doc["status"] == "complete"
     env = doc["environment"]
     for key in ("engine", "cores", "kernel", "docker_version", "images", "git_commit"):
         assert env.get(key), key
     [run] = doc["runs"]
     assert run["status"] == "complete", run.get("error")
-    assert run["validity"] == {"valid": True, "reasons": []}, run["validity"]
+    assert run["validity"]["valid"] and run["validity"]["trusted"], run["validity"]
+    assert not run["validity"]["server_failed"]
     assert run["verification"]["passed"]
 
     # Two generators, and the merged figures are their sum.
@@ -254,4 +255,36 @@ def test_an_exception_while_tearing_down_is_reported_and_loses_nothing(results, 
     assert status == doc["status"] == "complete"
     assert doc["runs"][0]["status"] == "complete" and doc["runs"][0]["requests"] > 0
     assert any("the engine hung up during teardown" in p for p in doc["problems"])
+    assert not leftovers()
+
+
+def test_cells_are_repeated_in_rounds_until_known_and_each_run_says_what_it_measured(results, tmp_path):
+    """repeats {min 2, max 3} with a target no cell can meet: every cell gets its third round,
+    in round-robin order, and is named as not converged. Each run carries the server's own
+    throughput series, the generators' start skew and the host's accounting."""
+    path = write_scenario(tmp_path, "rounds", generators=2, sweep={"arch": ["preforked", "epoll"]},
+                          repeats={"min": 2, "max": 3, "ci_pct": 0.001},
+                          load={"duration_s": 3, "warmup_s": 1})
+    out = lab(["scenario", str(path)], results)
+    assert out.returncode == 0, out.stdout + out.stderr
+    _, doc = only_result(results, "rounds")
+    assert [r["id"] for r in doc["runs"]] == ["preforked-c20-1", "epoll-c20-1", "preforked-c20-2",
+                                              "epoll-c20-2", "preforked-c20-3", "epoll-c20-3"]
+    assert doc["statistics"]["order"] == "round-robin" and doc["statistics"]["target_ci_pct"] == 0.001
+    cells = {c["cell"]: c for c in doc["cells"]}
+    assert set(cells) == {"preforked-c20", "epoll-c20"}
+    for cell in cells.values():
+        assert cell["converged"] is False and len(cell["runs"]) == 3
+        rps = cell["requests_per_sec"]
+        assert rps["n"] == cell["n_trusted"] and rps["ci95"][0] <= rps["median"] <= rps["ci95"][1]
+    assert "not converged" in out.stdout
+    for run in doc["runs"]:
+        assert run["status"] == "complete", run.get("error")
+        side = run["server_side"]
+        assert len(side["series"]) >= 3 and side["series"][-1][1] > 0
+        assert run["start_skew_s"] is None or run["start_skew_s"] >= 0
+        health = run["host_health"]
+        assert health["measured_cpus"] == [0] and health["busy_cores"] > 0
+        assert "trusted" in run["validity"] and "server_failed" in run["validity"]
+        assert run["latency_kind"] == "closed-loop"
     assert not leftovers()
