@@ -1,4 +1,5 @@
-"""lab.report: the article's table, the score, plots, the HTML report and compare, from recorded results.
+"""lab.report: the article's table, the score, plots and the HTML report, from recorded results
+(compare: test_compare.py).
 
 tests/data/results/sweep/ holds two recorded results of one sweep: preforked, threaded and poll
 at 100, 1,000 and 3,000 connections, two repeats each. In A (20250101T100000) poll's second
@@ -17,14 +18,12 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from rich.console import Console
 
-from lab.report import build_report, compare_results
+from lab.report import build_report
 from lab.report.__main__ import main
 from lab.report.baseline import TABLE_PATH, WIDE, load_article_table
 from lab.report.cells import group_cells
-from lab.report.compare import NO_REPEATS, compare
-from lab.report.load import find_latest, load_result, load_results, result_dirs
+from lab.report.load import find_latest, load_result, result_dirs
 from lab.report.plots import latency_points, plot_cpu
 from lab.report.score import collapse_point, kendall_tau_b, score
 
@@ -328,56 +327,3 @@ def test_cli_build(tmp_path):
     assert main(["build", str(A), "--out", str(tmp_path / "r")]) == 0
     assert (tmp_path / "r" / "report.html").stat().st_size > 100_000
     assert main(["build", str(tmp_path / "nothing")]) == 1
-
-
-# --- compare -----------------------------------------------------------------------------------
-
-def test_compare_values_and_noise(tmp_path):
-    console = Console(record=True, width=120)
-    html = compare_results(A, B, tmp_path / "cmp", console=console)
-    data = json.loads((tmp_path / "cmp" / "compare.json").read_text())
-    # Noise: largest (max-min)/mean among one cell's valid repeats. A: threaded at 1,000,
-    # 1,425 and 1,575 -> 150/1,500 = 10%. B: poll at 1,000, 480 and 520 -> 40/500 = 8%.
-    assert data["noise"]["a"] == pytest.approx(0.10)
-    assert data["noise"]["b"] == pytest.approx(0.08)
-    assert data["noise"]["value"] == pytest.approx(0.10)
-    rows = {(r["arch"], r["connections"]): r for r in data["cells"]}
-    assert len(rows) == 9
-    expect = {  # (A median, B median, change %, beyond 10%?)
-        ("preforked", 100): (2000, 2300, 15.0, True),
-        ("preforked", 1000): (2400, 2440, 40 / 24, False),
-        ("threaded", 1000): (1500, 1500, 0.0, False),
-        ("threaded", 3000): (1100, 1050, -50 / 11, False),
-        ("poll", 1000): (600, 500, -100 / 6, True),  # A's invalid 3,000 left out
-        ("poll", 3000): (300, 250, -100 / 6, True),
-    }
-    for key, (a, b, change, exceeds) in expect.items():
-        r = rows[key]
-        assert (r["a"], r["b"]) == (a, b)
-        assert r["change_pct"] == pytest.approx(change)
-        assert r["exceeds"] is exceeds
-    out = console.export_text()
-    assert "beyond noise" in out and "within noise" in out and "+15.0%" in out
-    text = html.read_text()
-    parser = refs_of(text)
-    assert all(ref.startswith(("data:", "#")) for ref in parser.refs)
-    assert "http://" not in text and "https://" not in text
-    assert "+15.0%" in text and "10.0%" in text
-
-
-def test_compare_without_repeats_says_noise_unknown(tmp_path):
-    one = []
-    for src in (A, B):
-        d = tmp_path / src.name
-        with edited_copy(src, d) as data:
-            data["runs"] = [r for r in data["runs"] if r["params"]["repeat"] == 0]
-        one.append(d)
-    comp = compare(load_results([one[0]]), load_results([one[1]]))
-    assert comp.noise.value is None and comp.noise_text == NO_REPEATS
-    assert all(r.exceeds is None for r in comp.rows)
-    assert {r.verdict for r in comp.rows} == {NO_REPEATS}
-    console = Console(record=True, width=120)
-    compare_results(one[0], one[1], tmp_path / "cmp", console=console)
-    assert NO_REPEATS in console.export_text()
-    assert main(["compare", str(one[0]), str(one[1]), "--out", str(tmp_path / "c2")]) == 0
-    assert NO_REPEATS in (tmp_path / "c2" / "compare.html").read_text()
