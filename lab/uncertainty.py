@@ -218,19 +218,19 @@ def _at(points: list[tuple[float, float]], t: float) -> float:
 
 def steady_state(series, trim_start_s: float, trim_end_s: float, max_drift: float) -> dict:
     """Requests/second of a run over its steady window, from a per-second series
-    [[t_s, requests_so_far], ...]: the window is [trim_start_s, last t - trim_end_s]; the rate
-    over it, the rates of its two halves, drift = |a - b| / max(a, b), stable = drift <=
+    [[t_s, requests_so_far], ...]: the window is [trim_start_s, last t - trim_end_s] (`window`;
+    `window_s` its length, 0 when there is none); the rate over it, the rates of its two halves, drift = |a - b| / max(a, b), stable = drift <=
     max_drift. Unstable, with a `reason`, when the window is too short, holds fewer than 3
     samples, the count goes backwards, or a second inside it shows no progress (a stall)."""
     pts = sorted((float(t), float(c)) for t, c in (series or []))
-    out = {"trim_start_s": trim_start_s, "trim_end_s": trim_end_s, "window_s": None,
-           "points": 0, "requests_per_sec": None, "halves_rps": None, "drift": None,
+    out = {"trim_start_s": trim_start_s, "trim_end_s": trim_end_s, "window": None,
+           "window_s": 0.0, "points": 0, "requests_per_sec": None, "halves_rps": None, "drift": None,
            "stalls": [], "stable": False, "reason": None}
     if not pts:
         out["reason"] = "no samples"
         return out
     lo, hi = float(trim_start_s), pts[-1][0] - float(trim_end_s)
-    out["window_s"] = [lo, hi]
+    out["window"], out["window_s"] = [lo, hi], max(0.0, hi - lo)
     if hi <= lo:
         out["reason"] = (f"window too short: {pts[-1][0]:g} s of samples less {trim_start_s:g} s "
                          f"and {trim_end_s:g} s trimmed leaves nothing")

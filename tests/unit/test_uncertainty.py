@@ -161,7 +161,7 @@ def test_convergence_on_recorded_repeats():
 
 def test_steady_series():
     s = steady_state([[t, 100 * t] for t in range(13)], 2, 1, 0.1)
-    assert s["window_s"] == [2, 11] and s["points"] == 10
+    assert s["window"] == [2, 11] and s["window_s"] == 9 and s["points"] == 10
     assert s["requests_per_sec"] == pytest.approx(100) and s["halves_rps"] == [100, 100]
     assert s["drift"] == 0 and s["stable"] and s["reason"] is None and s["stalls"] == []
 
@@ -193,6 +193,7 @@ def test_stalled_series():
 def test_too_short_and_few_points():
     s = steady_state([[0, 0], [1, 100], [2, 200], [3, 300]], 2, 2, 0.1)
     assert not s["stable"] and "too short" in s["reason"] and s["requests_per_sec"] is None
+    assert s["window_s"] == 0
     s = steady_state([[0, 0], [1, 100], [2, 200], [3, 300]], 1, 1, 0.1)
     assert not s["stable"] and "at least 3" in s["reason"] and s["points"] == 2
     assert s["requests_per_sec"] == pytest.approx(100)
