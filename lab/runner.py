@@ -30,7 +30,7 @@ from lab.results import ResultStore, now_iso
 from lab.scenario import SteadyState, parse_cpuset
 from lab.stats import StatsSampler, busiest_share
 from lab.uncertainty import steady_state
-from lab.validity import failed_run, judge
+from lab.validity import error_count, failed_run, judge
 
 SERVER_URL = "http://server:8000"   # as the generators see it on the scenario's network
 START_DELAY_S = 0.2                 # lets every agent receive its share before the common start
@@ -206,7 +206,7 @@ class EnvironmentSession:
         if self.last_server and server["id"] == self.last_server["id"]:
             raise RunFailed(f"the server container {server['id']} was not replaced for this run")
         self.last_server = server
-        redis = self.agents[0].flush_redis()
+        redis = self._flush_redis()
         if redis.get("keys_after") != 0:
             raise RunFailed(f"Redis still holds {redis.get('keys_after')} keys after FLUSHALL")
         return {"environment": self.project, "environment_reused": reused,
@@ -214,6 +214,17 @@ class EnvironmentSession:
                 # seconds to (re)start the server, then until it answered, then to empty Redis
                 "seconds": {"start": round(t1 - t0, 3), "answer": round(t2 - t1, 3),
                             "flush": round(time.monotonic() - t2, 3)}}
+
+    def _flush_redis(self) -> dict:
+        """FLUSHALL through a generator; a Redis that has just started may need a moment."""
+        deadline = time.monotonic() + SERVER_READY_S
+        while True:
+            try:
+                return self.agents[0].flush_redis()
+            except AgentError as exc:
+                if time.monotonic() > deadline:
+                    raise RunFailed(f"Redis could not be emptied: {exc}") from None
+                time.sleep(0.1)
 
     def _wait_for_server(self) -> dict:
         """Until the server answers through a generator (a restarted server needs a moment)."""
@@ -264,9 +275,13 @@ class EnvironmentSession:
                 raise RunFailed("verification failed: " + "; ".join(failed))
 
             warmup = run.warmup_spec(SERVER_URL)
+            warmup_errors = 0
             if warmup:
                 enter("warming_up")
-                self._load(f"{run.id}-warmup", warmup, progress=None)
+                warmed = self._load(f"{run.id}-warmup", warmup, progress=None)
+                warmup_errors = sum(error_count({**(g["result"].get("errors") or {}),
+                                                 "non_2xx_3xx": g["result"].get("non_2xx_3xx", 0)})
+                                    for g in warmed if g.get("result"))
 
             before = settled_counters(self.agents[0])
             containers = self.env.containers()
@@ -285,7 +300,8 @@ class EnvironmentSession:
             enter("recording")
             after = settled_counters(self.agents[0])
             fields = summarise(run, results, stats, before, after, verification, containers,
-                               series=series.points, host_health=host, steady=self.steady)
+                               series=series.points, host_health=host, steady=self.steady,
+                               warmup_errors=warmup_errors)
             timeline.append(["complete", round(time.monotonic() - t0, 3)])
             fields.update(start_state=start_state, provenance=provenance, timeline=timeline,
                           started_at=entry["started_at"])
@@ -417,7 +433,8 @@ def measured_cpus(run: RunPlan) -> set[int]:
 
 def summarise(run: RunPlan, generators: list[dict], stats: list[dict], before: dict, after: dict,
               verification: dict, containers: dict[str, list], series: list | None = None,
-              host_health: dict | None = None, steady: SteadyState | None = None) -> dict:
+              host_health: dict | None = None, steady: SteadyState | None = None,
+              warmup_errors: int = 0) -> dict:
     results = [g["result"] for g in generators if g.get("result")]
     if len(results) < len(generators):
         missing = [g["agent"] for g in generators if not g.get("result")]
@@ -438,6 +455,7 @@ def summarise(run: RunPlan, generators: list[dict], stats: list[dict], before: d
                      requests=merged["requests"], errors=errors,
                      requests_per_sec=merged["requests_per_sec"], generator_cpu=cpu,
                      guestbook_sent=sent, visitor_count_delta=delta, warmed_up=run.warmup_s > 0,
+                     warmup_errors=warmup_errors,
                      duration_s=run.duration_s, start_skew_s=skew,
                      steady=server_side if server_side.get("points") else None,
                      host_health=host_health)

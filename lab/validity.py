@@ -27,7 +27,7 @@ def max_start_skew_s(duration_s: float) -> float:
 def judge(*, mode: str, rate: int | None, connections: int, requests: int, errors: dict,
           requests_per_sec: float, generator_cpu: dict[str, float],
           guestbook_sent: int | None = None, visitor_count_delta: int | None = None,
-          warmed_up: bool = False, duration_s: float | None = None,
+          warmed_up: bool = False, warmup_errors: int = 0, duration_s: float | None = None,
           start_skew_s: float | None = None, steady: dict | None = None,
           host_health: dict | None = None) -> dict:
     untrusted: list[str] = []
@@ -52,8 +52,9 @@ def judge(*, mode: str, rate: int | None, connections: int, requests: int, error
         # Redis could not be reached, a dropped connection) may not have.
         low = guestbook_sent - connections - failed
         # Likewise a warm-up's last requests: at high concurrency the kernel goes on
-        # retransmitting those the server had not accepted yet, seconds after the tool stopped.
-        high = guestbook_sent + (connections if warmed_up else 0)
+        # retransmitting those the server had not accepted yet, seconds after the tool stopped:
+        # one per connection, plus any the warm-up gave up on (its errors) and sent again.
+        high = guestbook_sent + ((connections + warmup_errors) if warmed_up else 0)
         if not (max(0, low) <= visitor_count_delta <= high):
             untrusted.append(f"count mismatch: visitor_count rose by {visitor_count_delta}, but the "
                              f"generators sent {guestbook_sent} guestbook GETs over {connections} connections")

@@ -183,6 +183,9 @@ def test_count_check_allows_one_request_in_flight_per_connection():
     # After a warm-up, its own last requests may land in the window too.
     assert judge(**base, guestbook_sent=1000, visitor_count_delta=1020, warmed_up=True)["valid"]
     assert not judge(**base, guestbook_sent=1000, visitor_count_delta=1021, warmed_up=True)["valid"]
+    # ... and those the warm-up gave up on (timed out) and sent again.
+    assert judge(**base, guestbook_sent=1000, visitor_count_delta=1025, warmed_up=True,
+                 warmup_errors=5)["valid"]
     assert any("count mismatch" in r for r in
                judge(**errs, guestbook_sent=1000, visitor_count_delta=929)["reasons"])
 
