@@ -28,7 +28,7 @@ scenario_tools = $(or $(shell out="$$($(PY) -m lab tools "$(NAME)" 2>/dev/null)"
 UV_VERSION := 0.13.9
 UPGRADE ?=
 
-.PHONY: help venv lock images scenario verify report compare test test-unit bench-server bench-harness cleanup clean
+.PHONY: help venv lock images scenario verify report compare test test-unit bench-server bench-harness bench-noise cleanup clean
 
 help:
 	@echo "make scenario NAME=<scenario> [ENGINE=compose|swarm] [FRESH=1]  run a scenario end to end"
@@ -39,6 +39,7 @@ help:
 	@echo "make compare A=<dir> B=<dir>   two results side by side"
 	@echo "make bench-server [C_SERVERS=dir]  requests/second of each architecture on the host"
 	@echo "make bench-harness             seconds the harness adds to every run"
+	@echo "make bench-noise [REPEATS=6] [DURATION=10] [BACKLOG=n]  spread of one cell and false-positive rate of compare"
 	@echo "make cleanup                   remove the containers, networks and volumes the lab left behind (its own label only)"
 	@echo "make lock [UPGRADE=1]          regenerate the hashed lock files from the .in files"
 
@@ -98,6 +99,9 @@ bench-server: venv
 
 bench-harness: images
 	$(PY) bench/bench_harness.py
+
+bench-noise: images
+	$(PY) bench/bench_noise.py $(if $(REPEATS),--repeats $(REPEATS)) $(if $(DURATION),--duration $(DURATION)) $(if $(BACKLOG),--backlog $(BACKLOG))
 
 cleanup: venv
 	$(PY) -m lab cleanup --prefix zl
