@@ -10,6 +10,7 @@ ENGINE ?= compose
 WRK2 ?=
 RUN ?=
 DURATION ?=
+REPEATS ?=
 FRESH ?=
 ACCEPT_WEAKER ?=
 # Compose projects the tests create start with this, so a failed run can be swept away.
@@ -74,7 +75,7 @@ scenario verify: TOOLS = $(scenario_tools)
 test: TOOLS = wrk oha
 
 scenario: images
-	$(PY) -m lab scenario "$(NAME)" --engine "$(ENGINE)" $(if $(FRESH),--fresh,) $(if $(DURATION),--duration $(DURATION),) $(if $(ACCEPT_WEAKER),--accept-weaker-cpu-limits,)
+	$(PY) -m lab scenario "$(NAME)" --engine "$(ENGINE)" $(if $(FRESH),--fresh,) $(if $(DURATION),--duration $(DURATION),) $(if $(REPEATS),--repeats $(REPEATS),) $(if $(ACCEPT_WEAKER),--accept-weaker-cpu-limits,)
 
 verify: images
 	$(PY) -m lab verify "$(NAME)"

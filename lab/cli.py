@@ -30,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="on Swarm, run a scenario with cpusets as CPU-count limits")
     p.add_argument("--duration", type=int, help="override load.duration_s (a short version of a scenario); "
                    "checked like the scenario's own value")
+    p.add_argument("--repeats", type=int, help="override repeats: each cell this many times")
 
     p = sub.add_parser("validate", help="check scenario files without running anything")
     p.add_argument("names", nargs="*", help="default: every scenario")
@@ -125,7 +126,8 @@ def cmd_scenario(args) -> int:
     from lab.runner import run_plan
 
     _require_name(args.name)
-    scenario = with_overrides(load_scenario(args.name), f"scenario {args.name!r}", duration_s=args.duration)
+    scenario = with_overrides(load_scenario(args.name), f"scenario {args.name!r}", duration_s=args.duration,
+                              repeats=args.repeats)
     if args.accept_weaker_cpu_limits:
         scenario = scenario.model_copy(update={"accept_weaker_cpu_limits": True})
     if args.engine == "swarm":

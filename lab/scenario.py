@@ -428,17 +428,24 @@ def _scenario_field(s: Scenario, spec_field: str) -> str:
     return f"load.{spec_field}"
 
 
-def with_overrides(s: Scenario, source: str, duration_s: Optional[int] = None) -> Scenario:
+def with_overrides(s: Scenario, source: str, duration_s: Optional[int] = None,
+                   repeats: Optional[int] = None) -> Scenario:
     """The scenario with command-line overrides applied and validated by the same schema, so an
     override the scenario file could not hold is refused the same way, naming the field."""
-    if duration_s is None:
+    if duration_s is None and repeats is None:
         return s
     data = s.model_dump(mode="json")
-    data["load"]["duration_s"] = duration_s
-    if isinstance(duration_s, int) and duration_s > 0:
-        # A shortened run keeps its warm-up in proportion.
-        data["load"]["warmup_s"] = min(s.load.warmup_s, duration_s // 5)
-    return validate_scenario(data, f"{source} with --duration {duration_s}")
+    said = []
+    if duration_s is not None:
+        said.append(f"--duration {duration_s}")
+        data["load"]["duration_s"] = duration_s
+        if isinstance(duration_s, int) and duration_s > 0:
+            # A shortened run keeps its warm-up in proportion.
+            data["load"]["warmup_s"] = min(s.load.warmup_s, duration_s // 5)
+    if repeats is not None:
+        said.append(f"--repeats {repeats}")
+        data["repeats"] = repeats
+    return validate_scenario(data, f"{source} with {' '.join(said)}")
 
 
 def _cpu_text(cpus: set[int]) -> str:

@@ -112,10 +112,11 @@ def test_cli_nope_lists_scenarios_and_starts_nothing():
 def test_sweep_expands_into_the_article_matrix():
     s = load_scenario("article-table", host_cpus=TWO_CPUS)
     runs = plan_runs(s)
-    assert len(runs) == 7 * 24
+    assert len(runs) == 7 * 24 * 3  # three rounds, every cell once per round
     assert len({r.id for r in runs}) == len(runs)
-    assert runs[0].arch == "iterative" and runs[0].connections == 20
-    assert runs[-1].arch == "epoll" and runs[-1].connections == 15000
+    assert runs[0].arch == "iterative" and runs[0].connections == 20 and runs[0].repeat == 1
+    assert runs[167].arch == "epoll" and runs[167].connections == 15000 and runs[167].repeat == 1
+    assert runs[-1].id == "epoll-c15000-3"
 
 
 def test_plan_variables_carry_the_constraints():
