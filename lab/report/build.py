@@ -1,4 +1,5 @@
-"""`build_report`: results in, report dir out (report.html, score.json, PNG and SVG plots)."""
+"""`build_report`: results in, report dir out (report.html, score.json with each cell's
+summary, PNG and SVG plots)."""
 
 from __future__ import annotations
 
@@ -23,15 +24,30 @@ def default_out(paths: list[Path] | None, first_result: Path) -> Path:
     return first_result / "report"
 
 
-def score_json(scores) -> dict:
+def cell_json(c) -> dict:
+    return {"arch": c.arch, "connections": c.connections, "variant": variant_label(c.variant),
+            "requests_per_sec": c.stat("requests_per_sec"),
+            "latency_p50_ms": c.stat("latency_p50_ms"), "latency_p99_ms": c.stat("latency_p99_ms"),
+            "converged": c.converged, "target_ci_pct": c.target_ci_pct,
+            "server_failed": c.server_failed,
+            "server_failed_runs": [r.id for r in c.server_failed_runs],
+            "untrusted_runs": [{"run": r.id, "result": r.result_id, "reasons": r.untrusted_reasons}
+                               for r in c.untrusted_runs]}
+
+
+def score_json(scores, cells=()) -> dict:
     return {"definition": SCORE_DEFINITION, "variants": [{
         "variant": variant_label(s.variant),
         "overall": s.overall,
         "levels": [{"connections": lv.connections, "tau_b": lv.tau, "ours": lv.ours,
-                    "article": lv.article, "note": lv.note} for lv in s.levels],
-        "collapse": [{"arch": c.arch, "ours": c.ours, "article_same_levels": c.article_same_levels,
+                    "article": lv.article, "note": lv.note,
+                    "unresolved_pairs": [list(p) for p in lv.unresolved],
+                    "server_failed": sorted(lv.failed)} for lv in s.levels],
+        "collapse": [{"arch": c.arch, "ours": c.ours, "ours_by_server_failure": c.ours_by_failure,
+                      "ours_peak": list(c.ours_peak) if c.ours_peak else None,
+                      "article_same_levels": c.article_same_levels,
                       "article_full_table": c.article_full} for c in s.collapses],
-    } for s in scores]}
+    } for s in scores], "cells": [cell_json(c) for c in cells]}
 
 
 def build_report(paths: list[Path] | None = None, out: Path | None = None,
@@ -44,5 +60,5 @@ def build_report(paths: list[Path] | None = None, out: Path | None = None,
     cells = group_cells([r for res in results for r in res.runs])
     scores = score(cells, table)
     plots = render_all(results, cells, table, out / "plots")
-    write(out / "score.json", json.dumps(score_json(scores), indent=1) + "\n")
+    write(out / "score.json", json.dumps(score_json(scores, cells), indent=1) + "\n")
     return write(out / "report.html", render_report(results, cells, scores, plots, table))

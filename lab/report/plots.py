@@ -77,53 +77,94 @@ def _article_series(table: ArticleTable, arch: str, lo: int, hi: int) -> dict[in
     return {c: v for c, v in table.numeric_series(arch).items() if lo <= c <= hi}
 
 
+FAILED_COLOR = "#d00000"
+UNTRUSTED_COLOR = "0.45"
+INTERVAL_NOTE = "bar: interval of the median, 95% ([min, max] below 6 repeats)"
+
+
+def _dodge(i: int, n: int) -> float:
+    """A small factor spreading the architectures apart on the log axis, so bars do not overlap."""
+    return 1.035 ** (i - (n - 1) / 2)
+
+
+def _cell_peak(cells: list[Cell]) -> float:
+    """The highest figure over cells where the server did not fail (all cells if it always did)."""
+    sound = [c.figure for c in cells if c.figure is not None and not c.server_failed]
+    figures = sound or [c.figure for c in cells if c.figure is not None]
+    return max(figures) if figures else 1.0
+
+
 def plot_throughput(cells: list[Cell], table: ArticleTable, out_dir: Path,
                     normalised: bool = False) -> PlotFile | None:
+    """Our medians with their intervals, every repeat, and the article's curves.
+
+    A cell where the server failed is drawn hollow with a red edge, and each server-failed
+    repeat as a red ring: they are results. Untrusted runs are grey crosses, outside the line.
+    """
     cells = [c for c in cells if c.runs]
     if not cells:
         return None
     levels = sorted({c.connections for c in cells})
     lo, hi = levels[0], levels[-1]
     var_list = variants(cells)
-    fig, ax = plt.subplots(figsize=(9.5, 5.2))
+    fig, ax = plt.subplots(figsize=(10, 5.6))
     archs = sorted({c.arch for c in cells}, key=arch_order)
-    for vi, var in enumerate(var_list):
-        marker = _VARIANT_MARKERS[vi % len(_VARIANT_MARKERS)]
-        for arch in archs:
-            mine = sorted((c for c in cells if c.arch == arch and c.variant == var),
-                          key=lambda c: c.connections)
-            pts = [(c.connections, c.figure) for c in mine if c.figure is not None]
-            if not pts:
-                continue
-            peak = max(v for _, v in pts) if normalised else 1.0
-            color = arch_color(arch)
-            ax.plot([x for x, _ in pts], [y / peak for _, y in pts], "-", marker=marker,
-                    color=color, lw=2, ms=5, zorder=3)
-            if not normalised:
-                # Each repeat as a faint dot; invalid runs as grey crosses.
-                for c in mine:
-                    for r in c.runs:
-                        if r.requests_per_sec is None:
-                            continue
-                        if r.valid:
-                            ax.plot(c.connections, r.requests_per_sec, ".", color=color,
-                                    alpha=0.45, ms=5, zorder=2)
-                        else:
-                            ax.plot(c.connections, r.requests_per_sec, "x", color="0.35",
-                                    ms=8, mew=1.8, zorder=4)
+    series = [(var, arch) for var in var_list for arch in archs]
+    seen = {"failed_cell": False, "failed_run": False, "untrusted": False, "unconverged": False}
+    for si, (var, arch) in enumerate(series):
+        marker = _VARIANT_MARKERS[var_list.index(var) % len(_VARIANT_MARKERS)]
+        mine = sorted((c for c in cells if c.arch == arch and c.variant == var),
+                      key=lambda c: c.connections)
+        if not mine:
+            continue
+        shift = _dodge(si, len(series))
+        peak = _cell_peak(mine) if normalised else 1.0
+        color = arch_color(arch)
+        pts = [c for c in mine if c.figure is not None]
+        ax.plot([c.connections * shift for c in pts], [c.figure / peak for c in pts], "-",
+                color=color, lw=2, zorder=3)
+        for c in pts:
+            x, y = c.connections * shift, c.figure / peak
+            if c.interval:
+                lo_ci, hi_ci = (v / peak for v in c.interval)
+                ax.errorbar([x], [y], yerr=[[max(0.0, y - lo_ci)], [max(0.0, hi_ci - y)]],
+                            fmt="none", ecolor=color, elinewidth=1.5, capsize=4, capthick=1.5,
+                            zorder=4)
+            if c.server_failed:
+                seen["failed_cell"] = True
+                ax.plot(x, y, marker, ms=9, mfc="white", mec=FAILED_COLOR, mew=2.2, zorder=6)
+            else:
+                ax.plot(x, y, marker, ms=6, color=color, zorder=5)
+            if c.converged is False:
+                seen["unconverged"] = True
+                ax.plot(x, y, "s", ms=15, mfc="none", mec="0.25", mew=1.0, zorder=5)
+        for c in mine:
+            for r in c.runs:
+                if r.requests_per_sec is None:
+                    continue
+                x, y = c.connections * shift, r.requests_per_sec / peak
+                if not r.trusted:
+                    if not normalised:
+                        seen["untrusted"] = True
+                        ax.plot(x, y, "x", color=UNTRUSTED_COLOR, ms=8, mew=1.8, zorder=2)
+                elif r.server_failed:
+                    seen["failed_run"] = True
+                    ax.plot(x, y, "o", ms=6, mfc="none", mec=FAILED_COLOR, mew=1.4, zorder=5)
+                elif not normalised:
+                    ax.plot(x, y, ".", color=color, alpha=0.45, ms=5, zorder=2)
     for arch in archs:
         art = _article_series(table, arch, lo, hi)
         if not art:
             continue
         peak = max(art.values()) if normalised else 1.0
-        ax.plot(list(art), [v / peak for v in art.values()], "--", marker="o", ms=3,
-                mfc="none", color=arch_color(arch), lw=1.5, alpha=0.85, zorder=1)
+        ax.plot(list(art), [v / peak for v in art.values()], "--", marker="o", ms=4,
+                mfc="none", color=arch_color(arch), lw=1.4, alpha=0.8, zorder=1)
     _concurrency_axis(ax, levels)
     if normalised:
         ax.set_ylabel("fraction of own peak")
         ax.axhline(0.5, color="0.5", lw=0.8, ls=":")
         ax.text(lo, 0.5, " half of peak (collapse)", va="bottom", fontsize=8, color="0.4")
-        ax.set_ylim(0, 1.08)
+        ax.set_ylim(bottom=0)
         title = "Requests/second normalised to each architecture's own peak"
     else:
         ax.set_ylabel("requests/second")
@@ -132,16 +173,100 @@ def plot_throughput(cells: list[Cell], table: ArticleTable, out_dir: Path,
         title = "Requests/second against concurrency"
     ax.set_title(title)
     handles = [Line2D([], [], color=arch_color(a), lw=2, label=a) for a in archs]
-    handles += [Line2D([], [], color="k", lw=2, label="ours (median of valid repeats)"),
-                Line2D([], [], color="k", lw=1.5, ls="--", label="article")]
+    handles += [Line2D([], [], color="k", lw=2, marker="o", ms=5,
+                       label="ours: median of trusted repeats"),
+                Line2D([], [], color="k", lw=0, marker="|", ms=12, mew=1.5, label=INTERVAL_NOTE),
+                Line2D([], [], color="k", lw=1.4, ls="--", marker="o", ms=4, mfc="none",
+                       label="article's table")]
     if not normalised:
-        handles.append(Line2D([], [], color="0.35", ls="", marker="x", mew=1.8, label="invalid run"))
+        handles.append(Line2D([], [], color="k", ls="", marker=".", alpha=0.45, label="a repeat"))
+    if seen["failed_cell"]:
+        handles.append(Line2D([], [], ls="", marker="o", ms=9, mfc="white", mec=FAILED_COLOR,
+                              mew=2.2, label="server failed in most repeats"))
+    if seen["failed_run"]:
+        handles.append(Line2D([], [], ls="", marker="o", ms=6, mfc="none", mec=FAILED_COLOR,
+                              mew=1.4, label="repeat where the server failed"))
+    if seen["untrusted"]:
+        handles.append(Line2D([], [], color=UNTRUSTED_COLOR, ls="", marker="x", mew=1.8,
+                              label="untrusted run (excluded)"))
+    if seen["unconverged"]:
+        handles.append(Line2D([], [], ls="", marker="s", ms=11, mfc="none", mec="0.25",
+                              label="interval wider than its target"))
     if len(var_list) > 1:
         handles += [Line2D([], [], color="0.3", ls="", marker=_VARIANT_MARKERS[i % 8],
                            label=variant_label(v)) for i, v in enumerate(var_list)]
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9,
               frameon=False)
     return _save(fig, out_dir, "throughput-normalised" if normalised else "throughput", title)
+
+
+def cell_latency_kind(cell: Cell) -> str:
+    """The latency kind of a cell's trusted runs ("mixed: ..." if they differ)."""
+    kinds = sorted({r.latency_kind for r in (cell.trusted_runs or cell.runs)})
+    return kinds[0] if len(kinds) == 1 else "mixed: " + " + ".join(kinds)
+
+
+def plot_latency_by_concurrency(cells: list[Cell], out_dir: Path) -> PlotFile | None:
+    """Median p50 and p99 latency per cell with their intervals, one panel per latency kind:
+    a closed-loop latency and an open-loop corrected one never share an axis."""
+    cells = [c for c in cells if c.stat("latency_p99_ms") or c.stat("latency_p50_ms")]
+    if not cells:
+        return None
+    kinds = sorted({cell_latency_kind(c) for c in cells})
+    fig, axes = plt.subplots(1, len(kinds), figsize=(7.5 * len(kinds) + 2.5, 5.2), squeeze=False)
+    var_list = variants(cells)
+    archs = sorted({c.arch for c in cells}, key=arch_order)
+    series = [(var, arch) for var in var_list for arch in archs]
+    reconstructed = False
+    for ax, kind in zip(axes[0], kinds):
+        mine = [c for c in cells if cell_latency_kind(c) == kind]
+        values = []
+        for si, (var, arch) in enumerate(series):
+            row = sorted((c for c in mine if c.arch == arch and c.variant == var),
+                         key=lambda c: c.connections)
+            if not row:
+                continue
+            color = arch_color(arch)
+            shift = _dodge(si, len(series))
+            for key, ls, lw in (("latency_p99_ms", "-", 2.0), ("latency_p50_ms", ":", 1.5)):
+                pts = [(c, c.stat(key)) for c in row if c.stat(key)]
+                if not pts:
+                    continue
+                xs = [c.connections * shift for c, _ in pts]
+                ys = [st["median"] for _, st in pts]
+                values += ys
+                ax.plot(xs, ys, ls=ls, color=color, lw=lw, zorder=3)
+                for (c, st), x, y in zip(pts, xs, ys):
+                    if st.get("ci95"):
+                        lo_ci, hi_ci = st["ci95"]
+                        ax.errorbar([x], [y], yerr=[[max(0.0, y - lo_ci)], [max(0.0, hi_ci - y)]],
+                                    fmt="none", ecolor=color, elinewidth=1.2, capsize=3, zorder=4)
+                    rec = any(r.latency_reconstructed for r in c.trusted_runs)
+                    reconstructed |= rec
+                    if c.server_failed:
+                        ax.plot(x, y, "o", ms=8, mfc="white", mec=FAILED_COLOR, mew=2, zorder=6)
+                    else:
+                        ax.plot(x, y, "D" if rec else "o", ms=5, color=color,
+                                mfc="white" if rec else color, zorder=5)
+        _concurrency_axis(ax, sorted({c.connections for c in mine}))
+        _latency_yscale(ax, values)
+        ax.set_ylabel(f"latency (ms), {kind}")
+        ax.set_title(f"{kind} latency", fontsize=11)
+    title = "Latency against concurrency: median p99 (solid) and p50 (dotted) of trusted repeats"
+    fig.suptitle(title, fontsize=11)
+    handles = [Line2D([], [], color=arch_color(a), lw=2, label=a) for a in archs]
+    handles += [Line2D([], [], color="k", lw=2, label="p99"),
+                Line2D([], [], color="k", lw=1.5, ls=":", label="p50"),
+                Line2D([], [], color="k", lw=0, marker="|", ms=12, mew=1.5, label=INTERVAL_NOTE)]
+    if reconstructed:
+        handles.append(Line2D([], [], color="k", ls="", marker="D", mfc="white",
+                              label="a repeat reconstructed from printed percentiles"))
+    if any(c.server_failed for c in cells):
+        handles.append(Line2D([], [], ls="", marker="o", ms=8, mfc="white", mec=FAILED_COLOR,
+                              mew=2, label="server failed in most repeats"))
+    axes[0][-1].legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9,
+                       frameon=False)
+    return _save(fig, out_dir, "latency-by-concurrency", title)
 
 
 def latency_points(run: Run) -> tuple[list[float], list[float], str]:
@@ -178,9 +303,23 @@ def _latency_yscale(ax, values: list[float]) -> None:
     positive = [v for v in values if v > 0]
     if positive and max(positive) / min(positive) > 100:
         ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _pos: f"{y:,.0f}" if y >= 1 else f"{y:g}"))
     else:
         ax.set_ylim(bottom=0)
         ax.yaxis.set_major_formatter(FuncFormatter(_thousands))
+
+
+def run_status(run: Run) -> str:
+    if not run.trusted:
+        return "UNTRUSTED (excluded): " + "; ".join(run.untrusted_reasons)
+    if run.server_failed:
+        return "SERVER FAILED (a result): " + "; ".join(run.server_reasons or ["server failed"])
+    return "trusted"
+
+
+def latency_label(run: Run) -> str:
+    """What the run's latency is: its kind and where it comes from."""
+    return f"{run.latency_kind} latency, {run.latency_source}"
 
 
 def plot_latency_run(run: Run, out_dir: Path) -> PlotFile | None:
@@ -188,52 +327,77 @@ def plot_latency_run(run: Run, out_dir: Path) -> PlotFile | None:
     if not ps:
         return None
     fig, ax = plt.subplots(figsize=(7, 4))
-    ax.plot([1 / (1 - p) for p in ps], vs, "-", marker="." if source == "percentiles" else None,
-            color=arch_color(run.arch), lw=2)
+    marked = source == "percentiles" or run.latency_reconstructed
+    ax.plot([1 / (1 - p) for p in ps], vs, "--" if run.server_failed else "-",
+            marker="o" if marked else None, mfc="white", ms=5,
+            color=arch_color(run.arch) if run.trusted else UNTRUSTED_COLOR, lw=2)
     _nines_axis(ax, max(ps))
+    ax.set_ylabel(f"latency (ms), {run.latency_kind}")
     _latency_yscale(ax, vs)
-    status = "valid" if run.valid else "INVALID: " + "; ".join(run.reasons)
     title = f"Latency by percentile: {run.label} ({run.result_id})"
     ax.set_title(title, fontsize=10)
     # Status under the axes, wrapped, so long reasons never sit on the curve.
-    caption = textwrap.fill(f"{status}. Points from the run's {source}.", width=95)
-    ax.text(0.0, -0.2, caption, transform=ax.transAxes, va="top", ha="left",
-            fontsize=8, color="0.3" if run.valid else "#b00")
+    points = ("the run's spectrum" if source == "spectrum"
+              else "its p50/p90/p99/p99.9 only")
+    caption = textwrap.fill(f"{run_status(run)}. {latency_label(run).capitalize()}; points from "
+                            f"{points}.", width=95)
+    ax.text(0.0, -0.2, caption, transform=ax.transAxes, va="top", ha="left", fontsize=8,
+            color="0.3" if run.valid else "#b00")
     return _save(fig, out_dir, _slug(f"latency-{run.result_id}-{run.id}"), title)
 
 
 def plot_latency_overlay(cells: list[Cell], connections: int, out_dir: Path) -> PlotFile | None:
-    mine = [c for c in cells if c.connections == connections]
-    fig, ax = plt.subplots(figsize=(9.5, 5))
-    all_v, max_p, handles, drawn = [], 0.0, [], False
-    styles = ["-", "-.", ":", (0, (5, 1))]
-    for c in sorted(mine, key=lambda c: (c.variant, arch_order(c.arch))):
-        for i, r in enumerate(c.runs):
-            ps, vs, _source = latency_points(r)
-            if not ps:
+    """Every run's percentile spectrum at one concurrency; one panel per latency kind."""
+    mine = sorted((c for c in cells if c.connections == connections),
+                  key=lambda c: (c.variant, arch_order(c.arch)))
+    drawn = [(c, r, latency_points(r)) for c in mine for r in c.runs]
+    drawn = [(c, r, pts) for c, r, pts in drawn if pts[0]]
+    if not drawn:
+        return None
+    kinds = sorted({r.latency_kind for _c, r, _p in drawn})
+    fig, axes = plt.subplots(1, len(kinds), figsize=(7.5 * len(kinds) + 2.5, 5), squeeze=False)
+    marked_sources: set[str] = set()
+    for ax, kind in zip(axes[0], kinds):
+        all_v, max_p = [], 0.0
+        for c, r, (ps, vs, source) in drawn:
+            if r.latency_kind != kind:
                 continue
-            drawn = True
             all_v += vs
             max_p = max(max_p, max(ps))
             xs = [1 / (1 - p) for p in ps]
-            if r.valid:
-                ax.plot(xs, vs, ls=styles[i % len(styles)], color=arch_color(c.arch), lw=1.8)
+            marked = source == "percentiles" or r.latency_reconstructed
+            if marked:
+                marked_sources.add(r.latency_source if r.latency_reconstructed
+                                   else "printed percentiles only")
+            style = dict(marker="o" if marked else None, ms=4, mfc="white")
+            if not r.trusted:
+                ax.plot(xs, vs, ls=":", color=UNTRUSTED_COLOR, lw=1.5, **style)
             else:
-                ax.plot(xs, vs, ls=":", color="0.45", lw=1.5)
+                ax.plot(xs, vs, ls="--" if r.server_failed else "-", color=arch_color(c.arch),
+                        lw=1.7, alpha=0.9, **style)
+        _nines_axis(ax, max_p)
+        ax.set_ylabel(f"latency (ms), {kind}")
+        _latency_yscale(ax, all_v)
+        ax.set_title(f"{kind} latency", fontsize=11)
+    handles = []
+    for c in mine:
         label = c.arch + (f" ({c.variant_label})" if c.variant else "")
-        handles.append(Line2D([], [], color=arch_color(c.arch), lw=2, label=label))
-    if not drawn:
-        plt.close(fig)
-        return None
-    if any(not r.valid for c in mine for r in c.runs):
-        handles.append(Line2D([], [], color="0.45", ls=":", lw=1.5, label="invalid run"))
-    handles.append(Line2D([], [], color="k", ls="-", label="repeat 1 solid, 2 dash-dot, ..."))
-    _nines_axis(ax, max_p)
-    _latency_yscale(ax, all_v)
+        if label not in [h.get_label() for h in handles]:
+            handles.append(Line2D([], [], color=arch_color(c.arch), lw=2, label=label))
+    handles.append(Line2D([], [], color="k", lw=1.7, label="trusted run"))
+    runs = [r for _c, r, _p in drawn]
+    if any(r.trusted and r.server_failed for r in runs):
+        handles.append(Line2D([], [], color="k", ls="--", lw=1.7, label="server failed (a result)"))
+    if any(not r.trusted for r in runs):
+        handles.append(Line2D([], [], color=UNTRUSTED_COLOR, ls=":", lw=1.5,
+                              label="untrusted run (excluded)"))
+    for source in sorted(marked_sources):
+        handles.append(Line2D([], [], color="k", ls="", marker="o", ms=4, mfc="white",
+                              label=f"points: {source}"))
     title = f"Latency by percentile at concurrency {connections:,}, all runs"
-    ax.set_title(title)
-    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9,
-              frameon=False)
+    fig.suptitle(title, fontsize=11)
+    axes[0][-1].legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9,
+                       frameon=False)
     return _save(fig, out_dir, f"latency-c{connections}", title)
 
 
@@ -294,8 +458,10 @@ def plot_cpu(result: Result, out_dir: Path) -> PlotFile | None:
         run = runs.get(rid)
         if labelled:
             text = f"{run.arch} {run.connections:,}" if run else rid
-            if run and not run.valid:
-                text += " (invalid)"
+            if run and not run.trusted:
+                text += " (untrusted)"
+            elif run and run.server_failed:
+                text += " (server failed)"
             ax.text((a + b) / 2, top * 0.985, text, rotation=90, ha="center", va="top",
                     fontsize=7, color="#b00" if run and not run.valid else "0.35")
     ax.set_ylim(0, top)
@@ -312,12 +478,15 @@ def plot_cpu(result: Result, out_dir: Path) -> PlotFile | None:
 def render_all(results: list[Result], cells: list[Cell], table: ArticleTable,
                out_dir: Path) -> dict[str, list[PlotFile]]:
     out_dir = Path(out_dir)
-    plots: dict[str, list[PlotFile]] = {"throughput": [], "latency_overlay": [],
-                                        "latency_run": [], "cpu": []}
+    plots: dict[str, list[PlotFile]] = {"throughput": [], "latency_cells": [],
+                                        "latency_overlay": [], "latency_run": [], "cpu": []}
     for normalised in (False, True):
         p = plot_throughput(cells, table, out_dir, normalised=normalised)
         if p:
             plots["throughput"].append(p)
+    p = plot_latency_by_concurrency(cells, out_dir)
+    if p:
+        plots["latency_cells"].append(p)
     for conc in sorted({c.connections for c in cells}):
         p = plot_latency_overlay(cells, conc, out_dir)
         if p:
@@ -334,5 +503,6 @@ def render_all(results: list[Result], cells: list[Cell], table: ArticleTable,
     return plots
 
 
-__all__ = ["PlotFile", "render_all", "plot_throughput", "plot_latency_run",
-           "plot_latency_overlay", "plot_cpu", "latency_points", "arch_color"]
+__all__ = ["PlotFile", "render_all", "plot_throughput", "plot_latency_by_concurrency",
+           "plot_latency_run", "plot_latency_overlay", "plot_cpu", "latency_points", "arch_color",
+           "cell_latency_kind", "latency_label", "run_status"]
