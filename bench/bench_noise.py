@@ -27,6 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from rich import box  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
@@ -195,27 +196,37 @@ def _f(value, fmt: str = ",.0f") -> str:
 
 def print_analysis(a: dict, console: Console) -> None:
     t = Table("run", "req/s", "server req/s", "drift", "trusted", "lab CPU", "other CPU", "steal",
-              title="runs, in the order they ran")
+              title="runs, in the order they ran (CPU in cores, during the measured window)",
+              box=box.SIMPLE_HEAD)
+    t.columns[0].no_wrap = True
+    reasons = []
     for r in a["runs"]:
-        trust = "yes" if r["trusted"] else f"no: {'; '.join(r['reasons'])}"
+        trust = "yes" if r["trusted"] else "no"
         if r["server_failed"]:
-            trust += " (server failed)"
+            trust += ", server failed"
+        if r["reasons"]:
+            reasons.append(f"{r['id']}: {'; '.join(r['reasons'])}")
         t.add_row(r["id"], _f(r["requests_per_sec"]), _f(r["server_requests_per_sec"]),
                   _f(r["drift"], ".1%"), trust, _f(r["lab_cpu_share"], ".3f"),
                   _f(r["other_cpu_share"], ".3f"), _f(r["steal_share"], ".1%"))
     console.print(t)
-    t = Table("cell", "n", "median req/s", "CV", "interval of the median", "half width", "coverage",
-              "server-side CV", "drift within runs", title="noise per cell")
+    for line in reasons:
+        console.print(f"  {line}", highlight=False)
+    t = Table("cell", "n", "median", "CV", "interval", "±", "coverage", "server CV", "drift in runs",
+              title="noise per cell (req/s of trusted runs; interval of the median)",
+              box=box.SIMPLE_HEAD)
+    t.columns[0].no_wrap = t.columns[4].no_wrap = True
     for name, c in a["cells"].items():
         s = c["requests_per_sec"] or {}
         ss = c["server_requests_per_sec"] or {}
         ci = s.get("ci95")
         d = c["drift_within_runs"]
+        half = s.get("ci_half_width_pct")
         t.add_row(name, str(s.get("n", 0)), _f(s.get("median")), _f(s.get("cv"), ".1%"),
-                  "—" if not ci else f"{ci[0]:,.0f} – {ci[1]:,.0f}",
-                  _f(s.get("ci_half_width_pct"), ".1f") + ("%" if s.get("ci_half_width_pct") is not None else ""),
+                  "—" if not ci else f"{ci[0]:,.0f}–{ci[1]:,.0f}",
+                  "—" if half is None else f"{half:.1f}%",
                   _f(s.get("coverage"), ".1%"), _f(ss.get("cv"), ".1%"),
-                  "—" if not d else f"mean {d['mean']:.1%}, max {d['max']:.1%}")
+                  "—" if not d else f"{d['mean']:.1%} (max {d['max']:.1%})")
     console.print(t)
     aa = a["a_versus_a"]
     if aa["rate"] is None:
@@ -236,10 +247,9 @@ def print_analysis(a: dict, console: Console) -> None:
                   + (f"; smallest ratio detectable at this noise ×{b['smallest_detectable_ratio']:.2f}"
                      if b.get("smallest_detectable_ratio") else ""))
     n = a["noise_sources"]
-    console.print(f"spread of {a['reference']}: CV {_f(n['cv_trusted'], '.1%')} over trusted runs, "
-                  f"{_f(n['cv_all_complete'], '.1%')} over every complete run")
-    for line in n["left_out_as_untrusted"]:
-        console.print(f"  left out: {line}")
+    console.print(f"spread of {a['reference']}: CV {_f(n['cv_trusted'], '.1%')} over its trusted runs, "
+                  f"{_f(n['cv_all_complete'], '.1%')} over every complete one "
+                  f"({len(n['left_out_as_untrusted'])} left out as untrusted)")
     console.print(f"the lab's share: {n['lab_share']}")
 
 
