@@ -412,34 +412,6 @@ def render_report(results: list[Result], cells: list[Cell], scores: list[Score],
     return page(title, "\n".join(body))
 
 
-def render_compare(comparison) -> str:
-    c = comparison
-    title = f"zerolab comparison: {c.a_label} → {c.b_label}"
-    noise = c.noise_text
-    show_variant = any(r.variant for r in c.rows)
-    rows = []
-    for r in c.rows:
-        if r.exceeds is None:
-            verdict = "<span class=muted>" + esc(r.verdict) + "</span>"
-        elif r.exceeds:
-            verdict = "<span class='badge bad'>" + esc(r.verdict) + "</span>"
-        else:
-            verdict = "<span class='badge ok'>" + esc(r.verdict) + "</span>"
-        change = "—" if r.change_pct is None else f"{r.change_pct:+.1f}%"
-        rows.append(([esc(r.arch), fmt_num(r.connections)]
-                     + ([esc(variant_label(r.variant))] if show_variant else [])
-                     + [fmt_num(r.a), esc(r.a_note), fmt_num(r.b), esc(r.b_note), change, verdict],
-                     "" if r.exceeds is not True else "changed"))
-    headers = ["architecture", "concurrency"] + (["variant"] if show_variant else []) + [
-        "A req/s", "A repeats", "B req/s", "B repeats", "change", "beyond noise?"]
-    left = {-5, -3, -1}
-    body = [f"<h1>{esc(title)}</h1>",
-            f"<p>A: {esc(', '.join(map(str, c.a_paths)))}<br>B: {esc(', '.join(map(str, c.b_paths)))}</p>",
-            f"<p class=def>{esc(c.NOISE_DEFINITION)}</p>",
-            f"<p>Noise: <b>{esc(noise)}</b></p>", table(headers, rows, left=left)]
-    return page(title, "\n".join(body))
-
-
 def write(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
