@@ -52,8 +52,9 @@ def _run(args):
     if args.raw:
         sys.stderr.write(outcome.raw_output)
     if outcome.result is not None:
-        json.dump(dict(outcome.result, latency_ms=latency_summary(outcome.result["latency"])),
-                  sys.stdout, indent=2)
+        # the tool result, its summary, and what the generator measured of itself
+        json.dump(dict(outcome.result, latency_ms=latency_summary(outcome.result["latency"]),
+                       **outcome.measures), sys.stdout, indent=2)
         print()
     if outcome.error:
         print(outcome.error, file=sys.stderr)
@@ -69,7 +70,8 @@ def main(argv=None):
     p.add_argument("--tool", choices=("wrk", "wrk2", "oha"), help="default: guessed from the text")
     p.set_defaults(func=_parse)
     a = sub.add_parser("agent", help="serve the generator agent's HTTP protocol (environment: "
-                                     "ZL_AGENT_TOKEN, ZL_AGENT_TARGET, ZL_AGENT_REDIS)")
+                                     "ZL_AGENT_TOKEN, ZL_AGENT_TARGET, ZL_AGENT_REDIS; for tests "
+                                     "only ZL_AGENT_TEST_START_DELAY_S)")
     a.add_argument("--host", default="0.0.0.0")
     a.add_argument("--port", type=int, default=9100)
     a.set_defaults(func=_agent)

@@ -23,13 +23,16 @@ from urllib.parse import parse_qs, urlsplit
 import redis
 
 from .spec import LoadSpec, SpecError
-from .tools import STOP_GRACE_S, detect_tools, run_load
+from .tools import STOP_GRACE_S, detect_tools, no_measures, run_load
 from .verify import verify_server
 
 KEEP_RUNS = 20  # finished runs kept for the controller to read
 MAX_BODY = 1 << 20  # bytes; a LoadSpec is a few hundred
 PROBE_TIMEOUT_S = 1.0
 TOKEN_ENV, TARGET_ENV, REDIS_ENV = "ZL_AGENT_TOKEN", "ZL_AGENT_TARGET", "ZL_AGENT_REDIS"
+# For tests only: start the tool this many seconds after the common start time, to make a
+# start skew between generators on purpose.
+START_DELAY_ENV = "ZL_AGENT_TEST_START_DELAY_S"
 DEFAULT_REDIS = ("127.0.0.1", 6379)
 
 
@@ -82,15 +85,18 @@ def parse_host_port(value, default_port=6379):
 class AgentConfig:
     """What the agent may do: token (None: no authentication), target (the server's base URL
     it may load and probe; None: loopback only), redis ((host, port) it may read and flush;
-    None: loopback only for reading, nothing to flush)."""
+    None: loopback only for reading, nothing to flush); test_start_delay_s (tests only: the
+    tool starts this long after the asked start time)."""
     token: str | None = None
     target: str | None = None
     redis: tuple | None = None
+    test_start_delay_s: float = 0.0
 
     @classmethod
     def from_env(cls, environ=None):
-        """From ZL_AGENT_TOKEN, ZL_AGENT_TARGET and ZL_AGENT_REDIS (empty counts as unset);
-        ValueError naming the variable when one is malformed."""
+        """From ZL_AGENT_TOKEN, ZL_AGENT_TARGET, ZL_AGENT_REDIS and (tests only)
+        ZL_AGENT_TEST_START_DELAY_S (empty counts as unset); ValueError naming the variable
+        when one is malformed."""
         env = os.environ if environ is None else environ
         token = env.get(TOKEN_ENV) or None
         target = (env.get(TARGET_ENV) or "").strip() or None
@@ -108,7 +114,14 @@ class AgentConfig:
                 redis_addr = parse_host_port(redis_addr)
             except ValueError as exc:
                 raise ValueError(f"{REDIS_ENV}: {exc}") from None
-        return cls(token=token, target=target, redis=redis_addr)
+        delay = (env.get(START_DELAY_ENV) or "").strip() or "0"
+        try:
+            delay = float(delay)
+        except ValueError:
+            raise ValueError(f"{START_DELAY_ENV}: {delay!r} is not a number of seconds") from None
+        if not 0 <= delay <= 3600:
+            raise ValueError(f"{START_DELAY_ENV}: {delay!r} must be from 0 to 3600 seconds")
+        return cls(token=token, target=target, redis=redis_addr, test_start_delay_s=delay)
 
     def check_url(self, url):
         """Forbidden unless url is the target (same scheme, host and port), or, with no target
@@ -158,8 +171,9 @@ class Busy(Exception):
 
 
 class Run:
-    def __init__(self, run_id, spec, start_at):
+    def __init__(self, run_id, spec, start_at, start_delay_s=0.0):
         self.run_id, self.spec, self.start_at = run_id, spec, start_at
+        self.start_delay_s = start_delay_s  # tests only (ZL_AGENT_TEST_START_DELAY_S)
         self.state, self.error, self.outcome = "waiting", None, None
         self.started = self.finished = None
         self.stop_event = threading.Event()
@@ -168,7 +182,8 @@ class Run:
     def _main(self):
         try:
             # an interruptible wait for the common start time
-            if self.stop_event.wait(max(0.0, self.start_at - time.time())):
+            due = self.start_at + self.start_delay_s
+            if self.stop_event.wait(max(0.0, due - time.time())):
                 self.state, self.error = "stopped", "stopped before it started"
                 return
             self.started, self.state = time.monotonic(), "running"
@@ -189,13 +204,16 @@ class Run:
 
     def report(self):
         end = self.finished or time.monotonic()
-        return {"run_id": self.run_id, "state": self.state,
-                "elapsed_s": round(end - self.started, 3) if self.started else 0.0,
-                "start_at": self.start_at, "spec": self.spec.to_dict(),
-                "commands": self.outcome.commands if self.outcome else None,
-                "raw_output": self.outcome.raw_output if self.outcome else "",
-                "result": self.outcome.result if self.outcome else None,
-                "error": self.error}
+        report = {"run_id": self.run_id, "state": self.state,
+                  "elapsed_s": round(end - self.started, 3) if self.started else 0.0,
+                  "start_at": self.start_at, "spec": self.spec.to_dict(),
+                  "commands": self.outcome.commands if self.outcome else None,
+                  "raw_output": self.outcome.raw_output if self.outcome else "",
+                  "result": self.outcome.result if self.outcome else None,
+                  "error": self.error}
+        # what the generator measured of itself (loadgen.tools.measures_of), once the tool ended
+        report.update(self.outcome.measures if self.outcome else no_measures())
+        return report
 
 
 class Agent:
@@ -219,7 +237,8 @@ class Agent:
             active = [r.run_id for r in self.runs.values() if r.active]
             if active:
                 raise Busy(f"run {active[0]!r} is still {self.runs[active[0]].state}")
-            run = self.runs[run_id] = Run(run_id, spec, start_at)
+            run = self.runs[run_id] = Run(run_id, spec, start_at,
+                                          self.config.test_start_delay_s)
             for old in [r for r in self.runs.values() if not r.active][:-KEEP_RUNS]:
                 del self.runs[old.run_id]
         run.thread.start()
@@ -471,9 +490,11 @@ def serve(host="0.0.0.0", port=9100, config=None):
     bound_host, bound_port = server.server_address[:2]
     config = server.RequestHandlerClass.agent.config
     redis_addr = f"{config.redis[0]}:{config.redis[1]}" if config.redis else "loopback only"
+    delay = (f", tools start {config.test_start_delay_s:g} s late ({START_DELAY_ENV}, "
+             f"for tests only)" if config.test_start_delay_s else "")
     print(f"agent listening on {bound_host}:{bound_port} "
           f"(token {'required' if config.token else 'not set'}, "
-          f"target {config.target or 'loopback only'}, redis {redis_addr})", flush=True)
+          f"target {config.target or 'loopback only'}, redis {redis_addr}{delay})", flush=True)
     while not done.wait(0.5):
         pass
     server.RequestHandlerClass.agent.stop_all()

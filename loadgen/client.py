@@ -7,7 +7,7 @@ import uuid
 from urllib.parse import urlencode
 
 from .spec import LoadSpec
-from .tools import STOP_GRACE_S, hard_timeout_s
+from .tools import MEASURES, STOP_GRACE_S, hard_timeout_s
 
 FINAL_STATES = ("done", "failed", "stopped")
 
@@ -108,7 +108,11 @@ def run_on_agents(urls, spec, start_delay_s=2.0, on_progress=None, timeout=None,
     """Split spec over the agents at urls, start them all at one time start_delay_s from now,
     and wait for all (token: the agents' ZL_AGENT_TOKEN). Returns one dict per agent, in the
     order of urls:
-    {"agent", "spec", "state", "elapsed_s", "raw_output", "result", "error"}.
+    {"agent", "spec", "state", "elapsed_s", "raw_output", "result", "error",
+     "tool_started_at", "tool_started_last_at", "tool_ended_at", "tool_exited_at",
+     "tool_wall_s", "tool_cpu_s", "usable_cpus", "cpu_limits", "cpu_share"}
+    (what each generator measured of itself: loadgen.tools.measures_of; None from an agent
+    that does not say it).
     on_progress(elapsed_s, [status dicts]) is called after every poll. On an exception or
     KeyboardInterrupt the run is stopped on every agent before it propagates; past timeout
     (default: the run's hard timeout plus the start delay) the runs are stopped and returned."""
@@ -132,10 +136,21 @@ def run_on_agents(urls, spec, start_delay_s=2.0, on_progress=None, timeout=None,
         # All of them: a start that timed out may still have started its run.
         _stop_quietly(clients, run_id)
         raise
-    return [{"agent": c.url, "spec": share.to_dict(), "state": s["state"],
-             "elapsed_s": s.get("elapsed_s"), "raw_output": s.get("raw_output", ""),
-             "result": s.get("result"), "error": s.get("error")}
+    return [dict({"agent": c.url, "spec": share.to_dict(), "state": s["state"],
+                  "elapsed_s": s.get("elapsed_s"), "raw_output": s.get("raw_output", ""),
+                  "result": s.get("result"), "error": s.get("error")},
+                 **{k: s.get(k) for k in MEASURES})
             for c, share, s in zip(clients, shares, statuses)]
+
+
+def start_skew_s(shares):
+    """How far apart the generators' tools really started, in seconds: the largest minus the
+    smallest `tool_started_at` of run_on_agents' answers (0.0 for one); None when one of them
+    does not say (its tool never started, or an agent that does not measure it)."""
+    starts = [s.get("tool_started_at") for s in shares]
+    if not starts or None in starts:
+        return None
+    return max(starts) - min(starts)
 
 
 # Once the tools should be done, look often: each poll interval there is a harness second lost

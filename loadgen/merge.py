@@ -1,14 +1,16 @@
 """Merge the tool results of several generators into one.
 
-Counts are summed. Latency percentiles come from one HdrHistogram built by adding a histogram
-rebuilt from each generator's spectrum: percentiles of parts cannot be averaged into the
+Counts are summed. Latency percentiles come from one HdrHistogram built by adding each
+generator's histogram: the full one it carries (`latency.histogram`, e.g. oha's built from every
+request), else one rebuilt from its spectrum: percentiles of parts cannot be averaged into the
 percentile of the whole.
 """
 import math
 
 from hdrh.histogram import HdrHistogram
 
-from .parse import ERROR_KINDS, empty_result, percentile_key, percentile_rows
+from .parse import (ERROR_KINDS, LATENCY_SOURCES, MIXED_KIND, empty_result, percentile_key,
+                    percentile_rows)
 
 # Microsecond resolution, up to one hour, three significant digits (as wrk2 records).
 LOWEST_US, HIGHEST_US, DIGITS = 1, 3_600_000_000, 3
@@ -40,6 +42,10 @@ def merge_results(results):
             for name, n in k.items():
                 m["requests_by_kind"][name] = m["requests_by_kind"].get(name, 0) + n
     m["latency"] = merge_latency([(r.get("latency"), r["requests"]) for r in results])
+    m["latency_source"] = weakest_source(r.get("latency_source") for r in results)
+    kinds_of_latency = {r.get("latency_kind") for r in results} - {None}
+    m["latency_kind"] = (kinds_of_latency.pop() if len(kinds_of_latency) == 1
+                         else MIXED_KIND if kinds_of_latency else None)
     uncorrected = [(r.get("uncorrected_latency"), r["requests"]) for r in results]
     if all(u is not None for u, _ in uncorrected):
         m["uncorrected_latency"] = merge_latency(uncorrected)
@@ -47,6 +53,52 @@ def merge_results(results):
     m["latency_ms"] = latency_summary(m["latency"])
     m["spectrum"] = m["latency"]["spectrum"] if m["latency"] else None
     return m
+
+
+def weakest_source(sources):
+    """The least exact of some `latency_source` labels (None ones, of results without latency,
+    left out): a merge is only as exact as its least exact part."""
+    known = [s for s in sources if s is not None]
+    if not known:
+        return None
+    rank = {s: i for i, s in enumerate(LATENCY_SOURCES)}  # most exact first
+    return max(known, key=lambda s: rank.get(s, len(LATENCY_SOURCES)))
+
+
+def new_histogram():
+    """An empty histogram of microseconds as every merge uses."""
+    return HdrHistogram(LOWEST_US, HIGHEST_US, DIGITS)
+
+
+def encode_histogram(h):
+    """HdrHistogram's own compressed, base64 encoding (V2), as text: a few kB at most."""
+    return h.encode().decode("ascii")
+
+
+def decode_histogram(text):
+    """The histogram encode_histogram wrote; ValueError when text is not one."""
+    try:
+        return HdrHistogram.decode(text.encode("ascii") if isinstance(text, str) else text)
+    except Exception as exc:  # hdrh raises several kinds for a corrupt payload
+        raise ValueError(f"not an encoded HdrHistogram: {exc}") from None
+
+
+def latency_from_histogram(h, mean_ms=None, stdev_ms=None, max_ms=None, min_ms=None,
+                           percentiles_ms=None):
+    """A latency object from a full histogram: its spectrum and its encoding, the exact mean,
+    stdev, max and min when known (else the histogram's), and percentiles_ms as given (e.g. what
+    the tool printed) or read from the histogram at REPORTED."""
+    top = max_ms if max_ms is not None else h.get_max_value() / 1000.0
+    lat = {"mean_ms": mean_ms if mean_ms is not None else h.get_mean_value() / 1000.0,
+           "stdev_ms": stdev_ms if stdev_ms is not None else h.get_stddev() / 1000.0,
+           "max_ms": top,
+           "percentiles_ms": percentiles_ms if percentiles_ms is not None
+           else {percentile_key(p): min(top, h.get_value_at_percentile(p) / 1000.0)
+                 for p in REPORTED},
+           "spectrum": spectrum_of(h), "histogram": encode_histogram(h)}
+    if min_ms is not None:
+        lat["min_ms"] = min_ms
+    return lat
 
 
 def latency_summary(latency):
@@ -59,10 +111,13 @@ def latency_summary(latency):
 
 
 def histogram_from_latency(latency, count_hint=0):
-    """An HdrHistogram (microseconds) rebuilt from a latency object: from its spectrum when it
-    has one, else from its percentiles with count_hint samples. Each spectrum row's new counts
-    are recorded at that row's value, as HdrHistogram's own percentile output reports them."""
-    h = HdrHistogram(LOWEST_US, HIGHEST_US, DIGITS)
+    """An HdrHistogram (microseconds) of a latency object: the full one it carries
+    (`histogram`), else one rebuilt from its spectrum when it has one, else from its
+    percentiles with count_hint samples. Each spectrum row's new counts are recorded at that
+    row's value, as HdrHistogram's own percentile output reports them."""
+    if latency and latency.get("histogram"):
+        return decode_histogram(latency["histogram"])
+    h = new_histogram()
     rows = spectrum_rows(latency, count_hint)
     previous = 0
     for value_ms, _, total in rows:
@@ -95,7 +150,7 @@ def merge_latency(parts):
     parts = [(lat, n) for lat, n in parts if lat is not None]
     if not parts:
         return None
-    merged = HdrHistogram(LOWEST_US, HIGHEST_US, DIGITS)
+    merged = new_histogram()
     weighted = []  # (samples, mean, stdev) for an exact pooled mean and stdev
     for lat, n in parts:
         h = histogram_from_latency(lat, n)
@@ -119,7 +174,7 @@ def merge_latency(parts):
     return {"mean_ms": mean, "stdev_ms": stdev, "max_ms": top,
             "percentiles_ms": {percentile_key(p): min(top, merged.get_value_at_percentile(p) / 1000.0)
                                for p in REPORTED},
-            "spectrum": spectrum_of(merged)}
+            "spectrum": spectrum_of(merged), "histogram": encode_histogram(merged)}
 
 
 def _pooled(weighted):

@@ -12,6 +12,19 @@ ERROR_KINDS = ("connect", "read", "write", "timeout")
 SCRIPT_REPORT_PREFIX = "# loadgen script report: "
 # A line the wrapper writes before each oha process's JSON (one process per request kind).
 OHA_HEADER = re.compile(r"^# oha (?P<kind>\w+):", re.M)
+# A line the agent appends after an oha process's output: its latency from every request
+# (loadgen.perrequest).
+PER_REQUEST_PREFIX = "# loadgen per-request latency: "
+
+# How a result's latency was measured (`latency_source`), the most exact first: from every
+# request; from the tool's own histogram (wrk2's printed spectrum, Debian wrk's read by the
+# script at fine percentiles); rebuilt from the few percentiles the tool printed.
+PER_REQUEST, HISTOGRAM, PRINTED = LATENCY_SOURCES = (
+    "per-request", "histogram", "reconstructed from printed percentiles")
+# Whether it is the latency of a closed loop, or of an open loop measured from when each
+# request was due (wrk2, oha -q --latency-correction) (`latency_kind`).
+CLOSED_LOOP, OPEN_LOOP = "closed-loop", "open-loop corrected"
+MIXED_KIND = "mixed"  # a merge of both kinds
 
 
 class ParseError(ValueError):
@@ -41,7 +54,19 @@ def empty_result(tool):
     return {"tool": tool, "threads": None, "connections": None, "duration_s": None,
             "requests": 0, "requests_per_sec": 0.0, "bytes_read": 0,
             "errors": dict.fromkeys(ERROR_KINDS, 0), "non_2xx_3xx": 0,
-            "latency": None, "uncorrected_latency": None, "requests_by_kind": None}
+            "latency": None, "uncorrected_latency": None, "requests_by_kind": None,
+            "latency_source": None, "latency_kind": None}
+
+
+def _source_of(latency):
+    """HISTOGRAM when a latency object has a spectrum, PRINTED with percentiles only, None
+    without either."""
+    if not latency:
+        return None
+    if latency.get("spectrum"):
+        return HISTOGRAM
+    return PRINTED if any(v is not None for v in (latency.get("percentiles_ms") or {}).values()) \
+        else None
 
 
 def _not_a_report(text, tool):
@@ -198,6 +223,8 @@ def parse_wrk(text, tool="wrk"):
         r["uncorrected_latency"] = _latency(blocks["uncorrected"], None)
     if script:
         _apply_script_report(r, script)
+    r["latency_source"] = _source_of(r["latency"])
+    r["latency_kind"] = OPEN_LOOP if tool == "wrk2" else CLOSED_LOOP  # wrk2 always has a rate
     return r
 
 
@@ -256,8 +283,10 @@ def parse_oha(text):
     if not docs:
         raise ParseError(_not_a_report(text, "oha"))
     results = []
-    for kind, doc in docs:
-        res = _oha_result(doc)
+    for kind, doc, args, per_request in docs:
+        res = _oha_result(doc, per_request)
+        res["latency_kind"] = OPEN_LOOP if {"-q", "--latency-correction"} <= set(args) \
+            else CLOSED_LOOP
         if kind:
             res["requests_by_kind"] = {kind: res.pop("_sent")}
         res.pop("_sent", None)
@@ -273,9 +302,10 @@ def parse_oha(text):
 
 
 def _json_documents(text):
-    """([(kind or None, JSON object)] for each object that starts a line, [kinds whose
-    '# oha KIND:' line no object follows])."""
-    decoder, docs, kind, pos, silent = json.JSONDecoder(), [], None, 0, []
+    """([(kind or None, JSON object, the header's arguments, per-request latency or None)] for
+    each object that starts a line, [kinds whose '# oha KIND:' line no object follows]).
+    A per-request line belongs to the report before it, of the same kind."""
+    decoder, docs, kind, args, pos, silent = json.JSONDecoder(), [], None, [], 0, []
     for line_match in re.finditer(r"^.*$", text, re.M):
         start = line_match.start()
         if start < pos:
@@ -285,15 +315,23 @@ def _json_documents(text):
         if header:
             if kind:
                 silent.append(kind)
-            kind = header.group("kind")
+            kind, args = header.group("kind"), line[header.end():].split()
+        elif line.startswith(PER_REQUEST_PREFIX):
+            try:
+                per_request = json.loads(line[len(PER_REQUEST_PREFIX):])
+            except ValueError:
+                continue  # the printed percentiles stand for it
+            if docs and docs[-1][3] is None and isinstance(per_request, dict) \
+                    and per_request.get("kind") == docs[-1][0]:
+                docs[-1] = docs[-1][:3] + (per_request,)
         elif line.startswith("{"):
             try:
                 doc, end = decoder.raw_decode(text, start)
             except ValueError:
                 continue
             if isinstance(doc, dict) and "summary" in doc:
-                docs.append((kind, doc))
-                kind = None
+                docs.append((kind, doc, args, None))
+                kind, args = None, []
             pos = end
     if kind:
         silent.append(kind)
@@ -315,7 +353,9 @@ def _oha_error_kind(message):
     return "read"
 
 
-def _oha_result(doc):
+def _oha_result(doc, per_request=None):
+    """The tool result of one oha report; per_request: that process's latency from every
+    request (loadgen.perrequest), used when it counts as many requests as the report."""
     s = doc["summary"]
     r = empty_result("oha")
     codes = {int(k): int(v) for k, v in (doc.get("statusCodeDistribution") or {}).items()}
@@ -347,7 +387,29 @@ def _oha_result(doc):
                     "min_ms": _seconds_to_ms(s.get("fastest")),
                     "percentiles_ms": pct if has_latency else {},
                     "spectrum": _oha_spectrum(pct, s, r["requests"]) if has_latency else None}
+    r["latency_source"] = PRINTED if has_latency else None
+    if has_latency and per_request and per_request.get("count") == r["requests"]:
+        try:
+            latency = _per_request_latency(per_request["latency"], pct)
+            uncorrected = per_request.get("uncorrected_latency")
+            uncorrected = _per_request_latency(uncorrected) if uncorrected else None
+        except (KeyError, TypeError, ValueError):
+            pass  # a damaged line: the printed percentiles stand for it
+        else:
+            r["latency"], r["uncorrected_latency"] = latency, uncorrected
+            r["latency_source"] = PER_REQUEST
     return r
+
+
+def _per_request_latency(stats, printed_pct=None):
+    """A latency object from a per-request summary: the full histogram, its exact mean, stdev,
+    min and max, and the percentiles oha printed (else read from the histogram)."""
+    from .merge import decode_histogram, latency_from_histogram
+
+    h = decode_histogram(stats["histogram"])
+    return latency_from_histogram(h, mean_ms=stats.get("mean_ms"), stdev_ms=stats.get("stdev_ms"),
+                                  max_ms=stats.get("max_ms"), min_ms=stats.get("min_ms"),
+                                  percentiles_ms=printed_pct or None)
 
 
 def _oha_spectrum(pct, summary, count):

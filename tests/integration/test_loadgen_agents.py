@@ -1,28 +1,36 @@
 """Two real agents (local processes) drive real Debian wrk, and oha when built, against a real
 server and Redis on 127.0.0.1, through the agent protocol only. Agents with stand-in tools
 (a script given as $WRK/$OHA) show how a tool's end judges its run, and agents with a token,
-a target and a Redis show that they answer, load and read nothing else."""
+a target and a Redis show that they answer, load and read nothing else. Each run says what
+its generator measured of itself (tool start and end, CPU), and oha's latency is checked
+against its own per-request file."""
 import http.client
 import json
+import math
 import os
 import re
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import numpy
 import pytest
 import redis
 
 from lab.scenario import ROOT
-from loadgen.client import AgentClient, AgentError, run_on_agents
-from loadgen.merge import merge_results
-from loadgen.parse import parse_output
+from loadgen import cpu
+from loadgen.client import AgentClient, AgentError, run_on_agents, start_skew_s
+from loadgen.merge import REPORTED, merge_results, new_histogram
+from loadgen.parse import PER_REQUEST_PREFIX, parse_output
+from loadgen.perrequest import to_us
 from loadgen.spec import LoadSpec
+from loadgen.tools import MEASURES, find_tool, min_duration_s, run_load, tool_threads
 
 from procs import RedisServer, ServerProcess, free_port, stop_group  # tests/integration/procs.py
 
@@ -103,10 +111,10 @@ def agent_env(**extra):
     return env
 
 
-def start_agent(log, env):
-    """(Process, url) of an agent on a free loopback port."""
-    p = Process([sys.executable, "-m", "loadgen", "agent", "--host", "127.0.0.1", "--port", "0"],
-                log, env)
+def start_agent(log, env, prefix=()):
+    """(Process, url) of an agent on a free loopback port (prefix: e.g. a taskset command)."""
+    p = Process([*prefix, sys.executable, "-m", "loadgen", "agent", "--host", "127.0.0.1",
+                 "--port", "0"], log, env)
     port = p.wait_for(r"agent listening on [\d.]+:(\d+)").group(1)
     return p, f"http://127.0.0.1:{port}"
 
@@ -133,8 +141,8 @@ def agent_factory(tmp_path):
     """Start agents with chosen ZL_AGENT_* variables (all stopped at teardown)."""
     procs = []
 
-    def start(**variables):
-        p, url = start_agent(tmp_path / f"agent{len(procs)}.log", agent_env(**variables))
+    def start(prefix=(), **variables):
+        p, url = start_agent(tmp_path / f"agent{len(procs)}.log", agent_env(**variables), prefix)
         procs.append(p)
         return url
 
@@ -232,6 +240,30 @@ def test_two_agents_split_a_run_and_agree_with_redis(tool, lg_agents, lg_server,
     lat = merged["latency_ms"]
     assert 0 < lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["p99_9"] <= lat["max"]
     assert merged["spectrum"][-1][1:] == [1.0, sum(r["latency"]["spectrum"][-1][2] for r in results)]
+    # oha's latency comes from every request; wrk's from its histogram, read by the script
+    source = "per-request" if tool == "oha" else "histogram"
+    assert [r["latency_source"] for r in results] == [source, source]
+    assert (merged["latency_source"], merged["latency_kind"]) == (source, "closed-loop")
+    assert (PER_REQUEST_PREFIX in runs[0]["raw_output"]) == (tool == "oha")
+    for r in runs:
+        assert_self_measures(r, LoadSpec.from_dict(r["spec"]))
+    assert start_skew_s(runs) >= 0
+
+
+def assert_self_measures(run, share):
+    """What an agent says of its own run: when its tool started and ended, its CPU time, the
+    CPUs it could use and its share of them."""
+    assert set(MEASURES) <= set(run)
+    started, ended = run["tool_started_at"], run["tool_ended_at"]
+    assert started <= run["tool_started_last_at"] <= ended <= run["tool_exited_at"]
+    assert abs(started - time.time()) < 120  # epoch seconds
+    assert run["tool_wall_s"] == pytest.approx(ended - started)
+    assert run["tool_wall_s"] >= min_duration_s(share.duration_s)
+    assert run["tool_cpu_s"]["user"] + run["tool_cpu_s"]["system"] > 0
+    limits = run["cpu_limits"]
+    assert limits["threads"] == tool_threads(share)
+    assert run["usable_cpus"] == min(v for v in limits.values() if v is not None)
+    assert 0 < run["cpu_share"] <= 1.5
 
 
 @pytest.mark.parametrize("tool", ["wrk", "oha"])
@@ -392,6 +424,10 @@ def test_stand_ins_that_did_their_whole_run_are_done(fake_tools):
                    connections=3, threads=1, duration_s=2, mix=MIX3)
     assert oha["state"] == "done" and oha["error"] is None, oha["error"]
     assert set(oha["result"]["requests_by_kind"]) == set(MIX3)
+    # a stand-in writes no per-request file: the printed percentiles stand for it, and say so
+    assert oha["result"]["latency_source"] == "reconstructed from printed percentiles"
+    assert PER_REQUEST_PREFIX not in oha["raw_output"]
+    assert oha["tool_started_at"] <= oha["tool_started_last_at"] <= oha["tool_ended_at"]
 
 
 @pytest.mark.parametrize("name, plan, duration_s, error", [
@@ -632,3 +668,105 @@ def test_a_malformed_variable_stops_the_agent_with_its_name():
                          env=agent_env(ZL_AGENT_TARGET="server:8000"))
     assert out.returncode == 2
     assert "ZL_AGENT_TARGET: 'server:8000' is not an http://host[:port] URL" in out.stderr
+
+
+# ---------------------------------------------------------------- what a generator measures of itself
+
+def test_an_injected_start_delay_shows_as_start_skew(agent_factory, lg_server):
+    """ZL_AGENT_TEST_START_DELAY_S starts one agent's tool late; both agents say when theirs
+    really started."""
+    prompt = agent_factory()
+    late = agent_factory(ZL_AGENT_TEST_START_DELAY_S="0.8")
+    spec = LoadSpec(tool="wrk", url=lg_server, connections=2, threads=1, duration_s=1,
+                    mix={"static": 1})
+    runs = run_on_agents([prompt, late], spec, start_delay_s=0.5)
+    assert [r["state"] for r in runs] == ["done", "done"], [r["error"] for r in runs]
+    assert runs[1]["tool_started_at"] - runs[0]["tool_started_at"] >= 0.75
+    assert 0.75 <= start_skew_s(runs) < 10
+
+
+@pytest.mark.skipif(not shutil.which("taskset"), reason="taskset is missing")
+def test_usable_cpus_respect_the_affinity_and_the_threads(agent_factory, lg_server):
+    spec = LoadSpec(tool="wrk", url=lg_server, connections=2, threads=2, duration_s=1,
+                    mix={"static": 1})
+    pinned = AgentClient(agent_factory(prefix=("taskset", "-c", "0")))
+    pinned.start("pinned", spec, time.time())
+    run = wait_final(pinned, "pinned")
+    assert run["state"] == "done", run["error"]
+    assert run["cpu_limits"]["affinity"] == 1 and run["cpu_limits"]["threads"] == 2
+    assert run["usable_cpus"] == 1
+    assert_self_measures(run, spec)
+    one_thread = LoadSpec(tool="wrk", url=lg_server, connections=2, threads=1, duration_s=1,
+                          mix={"static": 1})
+    free = AgentClient(agent_factory())
+    free.start("one-thread", one_thread, time.time())
+    run = wait_final(free, "one-thread")
+    assert run["state"] == "done", run["error"]
+    assert run["cpu_limits"]["threads"] == 1 and run["usable_cpus"] == 1
+    assert run["cpu_limits"]["affinity"] == cpu.affinity_cpus()
+    assert_self_measures(run, one_thread)
+
+
+def oha_rows(path):
+    """Every request's latency (seconds) in one oha per-request file."""
+    conn = sqlite3.connect(path)
+    try:
+        return [d for (d,) in conn.execute("SELECT duration FROM oha")]
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("mode, rate", [("closed", None), ("open", 600)])
+def test_oha_latency_equals_what_its_own_requests_say(mode, rate, lg_server, tmp_path,
+                                                      monkeypatch):
+    """Two generators' shares of an oha mix, run here with the agent's own run_load: the
+    merged percentiles are those of every request in oha's per-request files."""
+    if not oha_path():
+        pytest.skip("oha is not built")
+    monkeypatch.setenv("OHA", oha_path())
+    find_tool.cache_clear()
+    try:
+        spec = LoadSpec(tool="oha", mode=mode, rate=rate, url=lg_server, connections=4,
+                        threads=1, duration_s=2, mix={"guestbook_get": 1, "static": 1})
+        work, kept, results = tmp_path / "work", [], []
+        work.mkdir()
+        for i, share in enumerate(spec.split(2)):
+            keep = tmp_path / f"generator{i}"
+            keep.mkdir()
+            outcome = run_load(share, workdir=work, keep_request_files=keep)
+            assert outcome.error is None and outcome.result is not None, outcome.error
+            assert list(work.iterdir()) == []  # its temporary folder is gone
+            files = sorted(keep.glob("oha-*.db"))
+            assert [f.name for f in files] == ["oha-guestbook_get.db", "oha-static.db"]
+            kept += files
+            results.append(outcome.result)
+            # the raw output alone gives back the same latency
+            assert parse_output(outcome.raw_output, "oha")["latency"] == outcome.result["latency"]
+    finally:
+        find_tool.cache_clear()
+    kind = "open-loop corrected" if mode == "open" else "closed-loop"
+    for r in results:
+        assert (r["latency_source"], r["latency_kind"]) == ("per-request", kind)
+        assert (r["uncorrected_latency"] is not None) == (mode == "open")
+    merged = merge_results(results)
+    assert (merged["latency_source"], merged["latency_kind"]) == ("per-request", kind)
+    durations = [d for f in kept for d in oha_rows(f)]
+    assert len(durations) == merged["requests"] > 0  # oha writes every answered request
+    exact = new_histogram()  # the same precision, built here from the raw rows
+    for d in durations:
+        exact.record_value(to_us(d))
+    top = max(durations) * 1000.0
+    assert merged["latency"]["max_ms"] == top
+    assert merged["latency"]["mean_ms"] == pytest.approx(numpy.mean(durations) * 1000, rel=1e-9)
+    assert merged["latency"]["stdev_ms"] == pytest.approx(numpy.std(durations) * 1000, rel=1e-6)
+    by_ms = numpy.sort(numpy.array(durations) * 1000.0)
+    n = len(by_ms)
+    for p in REPORTED:
+        key = f"{p:g}"
+        got = merged["latency"]["percentiles_ms"][key]
+        assert got == min(top, exact.get_value_at_percentile(p) / 1000.0), key
+        # and within the histogram's precision (3 digits, whole microseconds) of the request at
+        # that rank (HdrHistogram rounds the rank n * p / 100 to the nearest)
+        low = by_ms[max(1, math.floor(n * p / 100)) - 1]
+        high = by_ms[min(n, max(1, math.ceil(n * p / 100))) - 1]
+        assert low - 1e-3 <= got <= high * (1 + 2e-3) + 1e-3, (key, low, got, high)

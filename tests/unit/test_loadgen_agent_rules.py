@@ -113,3 +113,12 @@ def test_client_takes_a_token_and_keeps_its_old_positional_timeout():
     old = AgentClient("http://127.0.0.1:9100", 5.0)
     assert (old.token, old.timeout) == (None, 5.0)
     assert AgentClient("http://x", token="").token is None
+
+
+def test_the_test_start_delay():
+    assert AgentConfig.from_env({"ZL_AGENT_TEST_START_DELAY_S": "0.75"}).test_start_delay_s == 0.75
+    assert AgentConfig.from_env({"ZL_AGENT_TEST_START_DELAY_S": ""}).test_start_delay_s == 0.0
+    assert AgentConfig.from_env({}).test_start_delay_s == 0.0
+    for bad in ("soon", "-1", "nan", "7200"):
+        with pytest.raises(ValueError, match="ZL_AGENT_TEST_START_DELAY_S"):
+            AgentConfig.from_env({"ZL_AGENT_TEST_START_DELAY_S": bad})
