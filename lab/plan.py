@@ -11,7 +11,7 @@ from lab.scenario import Scenario, repeat_bounds, resolved_constraints, swept
 from lab.uncertainty import cell_summaries, needs_more
 
 # What restarting the server changes; every other variable shapes the environment itself.
-SERVER_VARIABLES = ("ZL_ARCH", "ZL_WORKERS", "ZL_BACKLOG", "ZL_READ_TIMEOUT")
+SERVER_VARIABLES = ("ZL_ARCH", "ZL_VARIANT", "ZL_WORKERS", "ZL_BACKLOG", "ZL_READ_TIMEOUT")
 
 
 @dataclass(frozen=True)
@@ -19,6 +19,7 @@ class RunPlan:
     id: str
     index: int
     arch: str
+    variant: str
     workers: int
     backlog: int
     read_timeout_s: float
@@ -42,14 +43,14 @@ class RunPlan:
     @property
     def cell(self) -> str:
         """The cell this run measures once: its id without the repeat number."""
-        return cell_id(self.arch, self.connections, self.rate)
+        return cell_id(self.arch, self.connections, self.rate, self.variant)
 
     @classmethod
     def from_entry(cls, entry: dict) -> "RunPlan":
         """A run back from its result.json entry (its id, index and params)."""
         names = {f.name for f in fields(cls)}
-        return cls(id=entry["id"], index=entry["index"],
-                   **{k: v for k, v in entry["params"].items() if k in names})
+        params = {"variant": "lean"} | entry["params"]  # results from before variants: lean
+        return cls(id=entry["id"], index=entry["index"], **{k: v for k, v in params.items() if k in names})
 
     def params(self) -> dict:
         """What result.json records of this run."""
@@ -83,6 +84,7 @@ class RunPlan:
         """The ZL_* variables that docker-compose.yml reads."""
         v = {
             "ZL_ARCH": self.arch,
+            "ZL_VARIANT": self.variant,
             "ZL_WORKERS": str(self.workers),
             "ZL_BACKLOG": str(self.backlog),
             "ZL_READ_TIMEOUT": f"{self.read_timeout_s:g}",
@@ -120,7 +122,7 @@ def next_round(s: Scenario, entries: list[dict]) -> list[RunPlan]:
     done: dict[str, int] = {}  # runs so far per cell (repeat numbers have no gaps)
     for e in entries:
         p = e["params"]
-        key = cell_id(p["arch"], p["connections"], p.get("rate"))
+        key = cell_id(p["arch"], p["connections"], p.get("rate"), p.get("variant", "lean"))
         done[key] = max(done.get(key, 0), p["repeat"])
     want = [c for c in cells(s)
             if needs_more((summaries.get(c.id) or {}).get("requests_per_sec"), target, most, done.get(c.id, 0))]
@@ -151,22 +153,27 @@ def order_seed(s: Scenario) -> int | None:
 def cells(s: Scenario) -> list[RunPlan]:
     """One run (repeat 0, index 0) per cell of the sweep, in the scenario's order."""
     archs = swept(s, "arch", [s.server.arch])
+    variants = swept(s, "variant", [s.server.variant])
     levels = swept(s, "connections", [s.load.connections])
     rates = swept(s, "rate", [s.load.rate])
     c = resolved_constraints(s)
     sysctls = c["sysctls"].model_dump()
     return [RunPlan(
-        id=cell_id(arch, connections, rate), index=0, arch=arch, workers=s.server.workers,
+        id=cell_id(arch, connections, rate, variant), index=0, arch=arch, variant=variant,
+        workers=s.server.workers,
         backlog=s.server.backlog, read_timeout_s=s.server.read_timeout_s, connections=connections,
         rate=rate, repeat=0, tool=s.load.tool, mode=s.load.mode, threads=s.load.threads,
         duration_s=s.load.duration_s, warmup_s=s.load.warmup_s, timeout_s=s.load.timeout_s,
         mix=s.load.mix.model_dump(), static_path=s.load.static_path, generators=s.generators,
         cpusets=dict(c["cpusets"]), memory=dict(c["memory"]), nofile=int(c["nofile"]), sysctls=sysctls,
-    ) for arch, connections, rate in itertools.product(archs, levels, rates)]
+    ) for arch, variant, connections, rate in itertools.product(archs, variants, levels, rates)]
 
 
-def cell_id(arch: str, connections: int, rate: int | None) -> str:
-    return f"{arch}-c{connections}" + (f"-r{rate}" if rate else "")
+def cell_id(arch: str, connections: int, rate: int | None, variant: str = "lean") -> str:
+    """e.g. preforked-c200, epoll-c2000-r5000, poll-faithful-c200 (lean, the first variant,
+    is not named, so results from before variants keep their ids)."""
+    return f"{arch}" + ("" if variant == "lean" else f"-{variant}") + f"-c{connections}" + (
+        f"-r{rate}" if rate else "")
 
 
 def round_of(s: Scenario, of_cells: list[RunPlan], repeat: int, start_index: int) -> list[RunPlan]:
@@ -175,6 +182,10 @@ def round_of(s: Scenario, of_cells: list[RunPlan], repeat: int, start_index: int
     if s.order == "shuffled":
         # One generator per round, so a resumed or extended result draws the same order.
         random.Random(f"{order_seed(s)}/{repeat}").shuffle(ordered)
+    # Cells that need another environment (another server image, say) run together in each
+    # round: a change of environment costs seconds, a restarted server under one.
+    first_seen = {key: i for i, key in reversed(list(enumerate(c.environment_key() for c in of_cells)))}
+    ordered.sort(key=lambda c: first_seen[c.environment_key()])
     return [replace(cell, id=f"{cell.id}-{repeat}", repeat=repeat, index=start_index + i)
             for i, cell in enumerate(ordered)]
 

@@ -47,8 +47,15 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+VARIANTS = ("lean", "faithful")
+Variant = Literal[VARIANTS]
+
+
 class ServerSpec(Strict):
     arch: Arch = "preforked"
+    # faithful: the per-request work of the article's C servers (docs/architecture.md);
+    # lean: the same architecture with that work trimmed (one Redis round trip, cached pages).
+    variant: Variant = "lean"
     workers: int = Field(100, ge=1, le=2000, description="children (preforked) or threads (prethreaded)")
     backlog: int = Field(10, ge=1, le=65535, description="listen() backlog; the article used 10")
     read_timeout_s: float = Field(5.0, gt=0, le=300)
@@ -126,6 +133,7 @@ class Load(Strict):
 
 class Sweep(Strict):
     arch: Optional[list[Arch]] = Field(None, min_length=1)
+    variant: Optional[list[Variant]] = Field(None, min_length=1)
     connections: Optional[list[int]] = Field(None, min_length=1)
     rate: Optional[list[int]] = Field(None, min_length=1)
 
@@ -136,7 +144,7 @@ class Sweep(Strict):
             raise ValueError("every value must be 1 or more")
         return v
 
-    @field_validator("arch", "connections", "rate")
+    @field_validator("arch", "variant", "connections", "rate")
     @classmethod
     def _each_once(cls, v):
         # Two equal values would plan two runs with one id; repeats measure a cell again.
