@@ -174,7 +174,8 @@ class SteadyState(Strict):
     """The part of the measured window whose throughput counts on the server's side."""
     trim_start_s: float = Field(1.0, ge=0, le=600)
     trim_end_s: float = Field(1.0, ge=0, le=600)
-    max_drift: float = Field(0.2, gt=0, le=1, description="largest share the two halves may differ by")
+    # Two halves of a few seconds on a shared two-core host differ by 10-20% without any trend.
+    max_drift: float = Field(0.3, gt=0, le=1, description="largest share the two halves may differ by")
 
 
 class Scenario(Strict):

@@ -63,8 +63,10 @@ def judge(*, mode: str, rate: int | None, connections: int, requests: int, error
         if start_skew_s > limit:
             untrusted.append(f"start skew: the generators' tools started {start_skew_s:.2f} s apart "
                              f"(> {limit:.2f} s for a {duration_s:g} s run)")
-    if steady is not None and steady.get("stable") is False and requests > 0 and not server:
-        # A collapsing server drifts too; that is its result, not a faulty measurement.
+    if (steady is not None and steady.get("stable") is False and requests > 0 and not server
+            and (steady.get("points") or 0) >= 3):
+        # A collapsing server drifts too; that is its result, not a faulty measurement. A window
+        # too short to hold three samples is not judged (server_side says why).
         untrusted.append(f"unstable: {steady.get('reason') or 'throughput drifted within the window'}")
     if host_health is not None and host_health.get("busy"):
         untrusted.append(f"host busy: {host_health.get('reason') or 'other work on the measured CPUs'}")

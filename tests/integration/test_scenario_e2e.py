@@ -22,6 +22,22 @@ from labcli import PREFIX, cleanup, lab  # tests/integration/labcli.py
 pytestmark = pytest.mark.timeout(420)
 
 
+# Verdicts that depend on what else the shared host did meanwhile, not on the lab.
+HOST_NOISE = ("unstable:", "host busy:")
+
+
+def assert_measured_cleanly(run: dict) -> None:
+    """The lab's own checks all pass: counts agree with Redis, no generator-bound figure, no
+    skewed start, the server did not fail. A drifting window or a busy host are verdicts on the
+    host's noise during the run, printed but not failed on."""
+    v = run["validity"]
+    assert not v["server_failed"], v
+    lab_reasons = [r for r in v["untrusted_reasons"] if not r.startswith(HOST_NOISE)]
+    assert not lab_reasons, v
+    if not v["trusted"]:
+        print(f"{run['id']}: untrusted because of the host: {v['untrusted_reasons']}")
+
+
 def only_result(results: Path, name: str) -> tuple[Path, dict]:
     [path] = list((results / name).glob("*/result.json"))
     return path.parent, json.loads(path.read_text())
@@ -63,8 +79,7 @@ def test_smoke_gives_a_valid_result_that_agrees_with_redis(results):
         assert env.get(key), key
     [run] = doc["runs"]
     assert run["status"] == "complete", run.get("error")
-    assert run["validity"]["valid"] and run["validity"]["trusted"], run["validity"]
-    assert not run["validity"]["server_failed"]
+    assert_measured_cleanly(run)
     assert run["verification"]["passed"]
 
     # Two generators, and the merged figures are their sum.
@@ -92,7 +107,8 @@ def test_smoke_gives_a_valid_result_that_agrees_with_redis(results):
         services = {row["service"] for row in csv.DictReader(f)}
     assert services == {"redis", "server", "loadgen"}
     index = list(csv.DictReader((results / "index.csv").open()))
-    assert len(index) == 1 and index[0]["run_id"] == run["id"] and index[0]["valid"] == "True"
+    assert len(index) == 1 and index[0]["run_id"] == run["id"]
+    assert index[0]["trusted"] == str(run["validity"]["trusted"])
     assert "req/s" in out.stdout
     assert not leftovers()
 
@@ -169,7 +185,8 @@ def test_runs_share_one_environment_each_from_a_fresh_server_and_an_empty_redis(
         assert run["provenance"]["git_commit"] and "differs_from_result" not in run["provenance"]
         states = [state for state, _ in run["timeline"]]
         assert states == ["preparing", "verifying", "warming_up", "measuring", "recording", "complete"]
-    assert second["verification"]["passed"] and second["validity"]["valid"], second["validity"]
+    assert second["verification"]["passed"]
+    assert_measured_cleanly(second)
     assert not leftovers()
 
 
@@ -213,7 +230,7 @@ def test_a_killed_controller_leaves_nothing_that_serves_the_rerun(results, tmp_p
     assert doc["status"] == "complete" and [r["status"] for r in doc["runs"]] == ["complete", "complete"]
     assert any("removed what an earlier controller left" in n for n in doc.get("notes", []))
     for run in doc["runs"]:
-        assert run["validity"]["valid"], run["validity"]  # the counts agree: nobody else loaded it
+        assert_measured_cleanly(run)  # the counts agree: nobody else loaded its server
         assert not any(run["start_state"]["server"]["id"] in cid for cid in before)
     assert not leftovers()
 
@@ -276,13 +293,15 @@ def test_cells_are_repeated_in_rounds_until_known_and_each_run_says_what_it_meas
     for cell in cells.values():
         assert cell["converged"] is False and len(cell["runs"]) == 3
         rps = cell["requests_per_sec"]
-        assert rps["n"] == cell["n_trusted"] and rps["ci95"][0] <= rps["median"] <= rps["ci95"][1]
+        if cell["n_trusted"] >= 2:  # host noise may leave runs untrusted
+            assert rps["n"] == cell["n_trusted"] and rps["ci95"][0] <= rps["median"] <= rps["ci95"][1]
     assert "not converged" in out.stdout
     for run in doc["runs"]:
         assert run["status"] == "complete", run.get("error")
+        assert_measured_cleanly(run)
+        assert run["start_skew_s"] is not None and run["generators"][0]["cpu_share"] > 0
         side = run["server_side"]
         assert len(side["series"]) >= 3 and side["series"][-1][1] > 0
-        assert run["start_skew_s"] is None or run["start_skew_s"] >= 0
         health = run["host_health"]
         assert health["measured_cpus"] == [0] and health["busy_cores"] > 0
         assert "trusted" in run["validity"] and "server_failed" in run["validity"]

@@ -162,10 +162,12 @@ def test_validity_rules():
     skew = judge(**(ok | {"duration_s": 10, "start_skew_s": 0.25}))
     assert not skew["trusted"] and "start skew" in skew["untrusted_reasons"][0]
     assert judge(**(ok | {"duration_s": 10, "start_skew_s": 0.15}))["trusted"]  # within 0.2 s
-    drift = judge(**(ok | {"steady": {"stable": False, "reason": "halves differ by 35%"}}))
+    drift = judge(**(ok | {"steady": {"stable": False, "points": 8, "reason": "halves differ by 35%"}}))
     assert not drift["trusted"] and "halves differ by 35%" in drift["untrusted_reasons"][0]
+    # A window too short to judge (a 3 s run) is not held against the run.
+    assert judge(**(ok | {"steady": {"stable": False, "points": 1, "reason": "1 sample"}}))["trusted"]
     # A collapsing server drifts as it collapses: that stays its result.
-    collapse = judge(**(ok | {"errors": {"timeout": 900}, "steady": {"stable": False}}))
+    collapse = judge(**(ok | {"errors": {"timeout": 900}, "steady": {"stable": False, "points": 8}}))
     assert collapse["trusted"] and collapse["server_failed"]
     busy = judge(**(ok | {"host_health": {"busy": True, "reason": "steal 12%"}}))
     assert not busy["trusted"] and "steal 12%" in busy["untrusted_reasons"][0]
