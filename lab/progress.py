@@ -75,10 +75,14 @@ class Progress:
             if p99 is not None:
                 line.append(f", p99 {p99:,.1f} ms")
             validity = fields["validity"]
-            if validity["valid"]:
-                line.append("  valid", style="green")
+            if not validity.get("trusted", validity["valid"]):
+                line.append("  untrusted: " + "; ".join(validity.get("untrusted_reasons") or validity["reasons"]),
+                            style="yellow")
+            elif validity.get("server_failed"):
+                line.append("  server failed (a result): " + "; ".join(validity["server_reasons"]),
+                            style="magenta")
             else:
-                line.append("  INVALID: " + "; ".join(validity["reasons"]), style="yellow")
+                line.append("  trusted", style="green")
         self.console.print(line)
 
     # ------------------------------------------------------------ rendering
