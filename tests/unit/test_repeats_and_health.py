@@ -96,3 +96,32 @@ def test_other_work_on_the_measured_cpus_is_what_no_container_accounts_for():
     # A container whose accounting cannot be read: other work is unknown, not zero.
     unknown = assess(snapshot(0, 0, containers={"a": None}), snapshot(10, 900, containers={"a": None}), [0])
     assert unknown["other_cpu_share_on_measured_cpus"] is None and not unknown["available"]
+
+
+def test_generators_are_judged_against_the_cpus_their_tool_can_use():
+    from lab.runner import generator_cpu
+
+    s = validate_scenario({"name": "t", "load": {"threads": 2, "connections": 100}, "generators": 2},
+                          "t", host_cpus=TWO_CPUS)
+    [run] = plan_runs(s)  # nothing pinned: two threads each, on a two-CPU machine
+
+    class Container:
+        def __init__(self, name):
+            self.name = name
+
+    containers = {"loadgen": [Container("lg-1"), Container("lg-2")]}
+    # 150% of a core over two usable CPUs is 75%: not the bottleneck; 190% is.
+    rows = [{"service": "loadgen", "container": name, "t_s": t, "cpu_percent": pct}
+            for name, pct in (("lg-1", 150.0), ("lg-2", 190.0)) for t in (2, 3, 4)]
+    cpu, source = generator_cpu(run, [{"agent": "a"}, {"agent": "b"}], rows, containers)
+    assert cpu == {"lg-1": pytest.approx(0.75), "lg-2": pytest.approx(0.95)} and "docker stats" in source
+    # One thread can use one CPU only, whatever the machine has.
+    one = validate_scenario({"name": "t", "load": {"threads": 1, "connections": 100}}, "t", host_cpus=TWO_CPUS)
+    [run1] = plan_runs(one)
+    cpu1, _ = generator_cpu(run1, [{"agent": "a"}], rows[:3], {"loadgen": [Container("lg-1")]})
+    assert cpu1 == {"lg-1": pytest.approx(1.5)}
+    # A generator on another node measures itself; its share is taken as it says.
+    remote = [{"agent": "http://10.0.0.7:31000", "node": "load-2", "cpu_share": 0.97},
+              {"agent": "http://127.0.0.1:31001", "node": "here", "cpu_share": 0.40}]
+    cpu2, source2 = generator_cpu(run, remote, [], {"loadgen": []})
+    assert cpu2 == {"load-2": 0.97, "here": 0.40} and "each agent" in source2
