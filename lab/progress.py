@@ -83,6 +83,11 @@ class Progress:
                             style="magenta")
             else:
                 line.append("  trusted", style="green")
+            side = fields.get("server_side") or {}
+            if side.get("disagreement_explained") is False:
+                line.append(f"  (the server counted {side['requests_per_sec']:,.0f} req/s in its steady "
+                            f"window: {side['disagreement']:.0%} off the tool's figure, more than "
+                            "requests in flight explain)", style="yellow")
         self.console.print(line)
 
     # ------------------------------------------------------------ rendering
