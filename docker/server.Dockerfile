@@ -18,11 +18,11 @@ ENV PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/
     PYTHONUNBUFFERED=1 \
     LANG=C.UTF-8
 
-ENV ZL_ARCH=preforked ZL_WORKERS=4 ZL_BACKLOG=128 ZL_READ_TIMEOUT=5
+ENV ZL_ARCH=preforked ZL_VARIANT=lean ZL_WORKERS=4 ZL_BACKLOG=128 ZL_READ_TIMEOUT=5
 EXPOSE 8000
 # exec: the server is PID 1 and receives SIGTERM from `docker stop` itself.
-CMD exec python3 -m server --arch "$ZL_ARCH" --workers "$ZL_WORKERS" --backlog "$ZL_BACKLOG" \
-    --read-timeout "$ZL_READ_TIMEOUT" --redis-host redis --host 0.0.0.0 --port 8000
+CMD exec python3 -m server --arch "$ZL_ARCH" --variant "$ZL_VARIANT" --workers "$ZL_WORKERS" \
+    --backlog "$ZL_BACKLOG" --read-timeout "$ZL_READ_TIMEOUT" --redis-host redis --host 0.0.0.0 --port 8000
 WORKDIR /app
 
 # The code last, so that a change to it rebuilds only these layers.

@@ -1,6 +1,8 @@
 """The command line, shared by every architecture."""
 import os
 
+from server.variant import VARIANTS
+
 MAX_READ_TIMEOUT = 86_400
 ARCHITECTURES = ("iterative", "forking", "preforked", "threaded", "prethreaded", "poll", "epoll")
 
@@ -10,12 +12,12 @@ class Config:
     with it ast, dis, tokenize), over a megabyte that every forked child would carry."""
 
     __slots__ = ("arch", "host", "port", "redis_host", "redis_port", "workers", "backlog", "root",
-                 "read_timeout", "edge_triggered")
+                 "read_timeout", "variant", "edge_triggered")
 
     # Only edge_triggered has a default (from_argv() omits it when off): parse_args() owns the
     # other defaults.
     def __init__(self, arch, host, port, redis_host, redis_port, workers, backlog, root, read_timeout,
-                 edge_triggered=False):
+                 variant, edge_triggered=False):
         self.arch = arch
         self.host = host
         self.port = port
@@ -25,6 +27,7 @@ class Config:
         self.backlog = backlog
         self.root = root
         self.read_timeout = read_timeout
+        self.variant = variant
         self.edge_triggered = edge_triggered
 
     def to_argv(self):
@@ -63,6 +66,8 @@ class Config:
         parse_args() and from_argv()."""
         if self.arch not in ARCHITECTURES:
             return f"--arch must be one of {', '.join(ARCHITECTURES)}"
+        if self.variant not in VARIANTS:
+            return f"--variant must be one of {', '.join(VARIANTS)}"
         for name, low in (("port", 0), ("redis_port", 1)):
             if not low <= getattr(self, name) <= 65535:
                 return f"{_FLAGS[name]} must be between {low} and 65535"
@@ -89,7 +94,7 @@ class Config:
 
 # Every option that takes a value, in to_argv() order, with the type it converts to.
 _OPTIONS = {"arch": str, "host": str, "port": int, "redis_host": str, "redis_port": int,
-            "workers": int, "backlog": int, "root": str, "read_timeout": float}
+            "workers": int, "backlog": int, "root": str, "read_timeout": float, "variant": str}
 # Their command-line spelling, built once for to_argv() and from_argv().
 _FLAGS = {name: f"--{name.replace('_', '-')}" for name in _OPTIONS}
 
@@ -117,6 +122,10 @@ def parse_args(argv=None):
                              "templates/guestbook/index.html; default: the package's own")
     parser.add_argument("--read-timeout", type=float, default=5.0,
                         help="seconds a client has to send its whole request; default 5")
+    parser.add_argument("--variant", default="lean", choices=VARIANTS,
+                        help="faithful: the per-request work of the article's C servers (three "
+                             "Redis round trips, template and files read per request, their Redis "
+                             "connections); lean: that work trimmed; default lean")
     parser.add_argument("--edge-triggered", action="store_true",
                         help="epoll only: edge-triggered instead of level-triggered")
     args = parser.parse_args(argv)

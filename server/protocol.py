@@ -3,9 +3,13 @@
 `Connection.receive(data)` takes what a socket read and answers with one of:
   - None: the request is not complete yet, read more;
   - bytes: the whole response, send it and close (b"" means close without answering);
-  - a `RedisCall`: send its commands to Redis, then `call.finish(replies)` gives the response.
+  - a `RedisCall`: send its commands to Redis, then `call.finish(replies)` gives the answer:
+    bytes, or the next `RedisCall` (one more round trip), or
+  - a `FileResponse` (faithful variant, static files): send its head, then its open file with
+    sendfile, and close the file.
 Every architecture moves bytes between its sockets and this one object.
 """
+import os
 import re
 
 import httptools
@@ -56,6 +60,23 @@ BODY_TOO_LARGE = page(413, f"The request body exceeds {BODY_LIMIT} bytes.")
 NOT_IMPLEMENTED = page(501, "Only GET and POST are implemented.")
 
 CLOSE = b""
+
+
+class FileResponse:
+    """A 200 response whose body is an open file, sent with sendfile: its head (bytes), the
+    file's descriptor and how many bytes of it to send. Whoever sends it closes it."""
+
+    __slots__ = ("head", "fd", "size")
+
+    def __init__(self, head, fd, size):
+        self.head = head
+        self.fd = fd
+        self.size = size
+
+    def close(self):
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
 
 
 class _Abort(Exception):

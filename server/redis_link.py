@@ -1,10 +1,15 @@
 """Blocking Redis links for the architectures that block: they send a RedisCall's commands in one
-write and read its replies. The event loops have their own non-blocking link (eventloop.py)."""
+write and read its replies. The event loops have their own non-blocking link (eventloop.py).
+
+Every link has `for_client()`, the link one client connection uses, and `release(link)` once
+that client is served: a process's own connection and the threads' pool serve every client;
+RedisPerClient (faithful threads) opens one per client and closes it with the client."""
 import socket
 
 import hiredis
 
 from server.timeouts import timeval
+from server.variant import variant_of
 
 CONNECT_TIMEOUT = 1.0  # redis-py's pool (threads), the event loops' link
 IO_TIMEOUT = 2.0  # bounds connect() too on a RedisConnection; a reply in the event loops
@@ -27,6 +32,22 @@ class RedisConnection:
         self._address = (host, port)
         self._sock = None
         self._reader = None
+
+    def connect_now(self):
+        """Connect before the first command (faithful: as ZeroHTTPd does when a process or a
+        client starts); a failure is left to the first command, which tries again."""
+        if self._sock is None:
+            try:
+                self._connect()
+            except OSError:
+                return False
+        return True
+
+    def for_client(self):
+        return self
+
+    def release(self, link):
+        pass
 
     def call(self, commands, count):
         sock = self._sock
@@ -87,6 +108,12 @@ class RedisPool:
                                           socket_connect_timeout=CONNECT_TIMEOUT,
                                           socket_timeout=IO_TIMEOUT, retry=Retry(NoBackoff(), 0))
 
+    def for_client(self):
+        return self
+
+    def release(self, link):
+        pass
+
     def call(self, commands, count):
         pool = self._pool
         try:
@@ -104,3 +131,50 @@ class RedisPool:
 
     def close(self):
         self._pool.disconnect()
+
+
+class RedisPerClient:
+    """faithful threads (ZeroHTTPd's threaded and prethreaded servers): every client connection
+    gets a Redis connection of its own, opened as the client is taken up and closed with it.
+    The host name is looked up once (ZeroHTTPd takes an IP address), again after a failed
+    connect."""
+
+    def __init__(self, host, port):
+        self._host = host
+        self._port = port
+        self._ip = None
+
+    def for_client(self):
+        ip = self._ip
+        if ip is None:
+            try:
+                ip = self._ip = socket.gethostbyname(self._host)
+            except OSError:
+                ip = self._host  # the connect fails and answers 503, as without a lookup
+        link = RedisConnection(ip, self._port)
+        if not link.connect_now():
+            self._ip = None
+        return link
+
+    def release(self, link):
+        link.close()
+
+    def close(self):
+        pass
+
+
+def process_redis(config):
+    """The one connection of a process that serves its clients one at a time (iterative, a
+    forking or preforked child); faithful connects it now."""
+    link = RedisConnection(config.redis_host, config.redis_port)
+    if variant_of(config.variant).connect_early:
+        link.connect_now()
+    return link
+
+
+def threads_redis(config):
+    """What the threads of one process share: a pool (lean) or a connection per client
+    (faithful)."""
+    if variant_of(config.variant).redis_per_client:
+        return RedisPerClient(config.redis_host, config.redis_port)
+    return RedisPool(config.redis_host, config.redis_port)

@@ -11,7 +11,8 @@ def encode_command(*args):
 
 class RedisCall:
     """Commands to send to Redis in one write, how many replies they produce, and what turns
-    those replies (or None when Redis could not be reached) into the response bytes."""
+    those replies (or None when Redis could not be reached) into the response bytes, or into
+    the next RedisCall when the answer needs another round trip."""
 
     __slots__ = ("commands", "replies", "finish")
 

@@ -9,6 +9,7 @@ import time
 
 from server.protocol import CLOSE
 from server.redis_link import RedisUnavailable
+from server.resp import RedisCall
 from server.timeouts import set_read_timeout, set_write_timeout
 
 # Enough for any request head the protocol accepts (HEAD_LIMIT) in one read; bodies take a few.
@@ -70,7 +71,8 @@ def raise_nofile_limit():
 
 
 def announce(sock, config):
-    print(f"listening on {config.host}:{sock.getsockname()[1]} arch={config.arch}", flush=True)
+    print(f"listening on {config.host}:{sock.getsockname()[1]} arch={config.arch} variant={config.variant}",
+          flush=True)
 
 
 def log_error(context):
@@ -83,18 +85,23 @@ def log_error(context):
 
 def serve_connection(sock, app, redis, read_timeout):
     """Serve one connection on a blocking socket accepted from listen()'s socket, whose timeouts
-    it inherits: read the request within `read_timeout`, ask Redis when the route needs it,
-    send the response with one sendall, close."""
+    it inherits: read the request within `read_timeout`, ask Redis when the route needs it
+    (through `redis.for_client()`, released at the end), send the response with one sendall
+    (or its head and sendfile), close."""
+    link = None
     try:
+        link = redis.for_client()
         conn = app.connection()
         deadline = time.monotonic() + read_timeout  # the first read's timeout came from listen()
-        _answer(sock, conn, conn.receive(sock.recv(RECV_SIZE)), deadline, redis)
+        _answer(sock, conn, conn.receive(sock.recv(RECV_SIZE)), deadline, link)
     except OSError:
         pass  # reset, broken pipe, timeout: the client is gone, the worker goes on
     except Exception:
         log_error("unexpected error while serving a connection")
     finally:
         sock.close()
+        if link is not None:
+            redis.release(link)
 
 
 def serve_descriptor(fd, app, redis, read_timeout):
@@ -102,7 +109,7 @@ def serve_descriptor(fd, app, redis, read_timeout):
     child), on the bare descriptor: os.read and os.write, where a socket object, its methods
     and its setup would cost each child pages copied from its parent. A request that takes
     more than one read, or an early answer that has to linger, goes on through a socket
-    object, as serve_connection()."""
+    object, as serve_connection(). `redis` is the child's own link."""
     sock = None
     try:
         conn = app.connection()
@@ -113,6 +120,9 @@ def serve_descriptor(fd, app, redis, read_timeout):
             _answer(sock, conn, answer, deadline, redis)
             return
         answer = _ask_redis(answer, redis)
+        if answer.__class__ is not bytes:
+            send_file(fd, answer)
+            return
         while answer:  # os.write may take part of it: the rest goes in the next write
             answer = answer[os.write(fd, answer):]
     except OSError:
@@ -135,22 +145,42 @@ def _answer(sock, conn, answer, deadline, redis):
         set_read_timeout(sock, remaining)
         answer = conn.receive(sock.recv(RECV_SIZE))
     answer = _ask_redis(answer, redis)
-    if answer is not CLOSE:
+    if answer.__class__ is not bytes:
+        send_file(sock.fileno(), answer)
+    elif answer is not CLOSE:
         sock.sendall(answer)
         if conn.linger:
             linger(sock)
 
 
 def _ask_redis(answer, redis):
-    """The response bytes for what the protocol answered: a RedisCall is carried out first
-    (a Redis that cannot be reached gives the route's own 503)."""
-    if answer.__class__ is bytes:
-        return answer
+    """The response for what the protocol answered: a RedisCall is carried out first, and the
+    next one it leads to, round trip after round trip (a Redis that cannot be reached gives
+    the route's own 503)."""
+    while answer.__class__ is RedisCall:
+        try:
+            replies = redis.call(answer.commands, answer.replies)
+        except RedisUnavailable:
+            replies = None
+        answer = answer.finish(replies)
+    return answer
+
+
+def send_file(fd, response):
+    """A FileResponse on a blocking socket descriptor: its head, then the file with sendfile
+    (the socket's send timeout bounds each call); the file is closed in any case."""
     try:
-        replies = redis.call(answer.commands, answer.replies)
-    except RedisUnavailable:
-        replies = None
-    return answer.finish(replies)
+        head = response.head
+        while head:
+            head = head[os.write(fd, head):]
+        offset, size = 0, response.size
+        while offset < size:
+            sent = os.sendfile(fd, response.fd, offset, size - offset)
+            if sent == 0:
+                break  # the file shrank after its stat: the response ends short, as it would in C
+            offset += sent
+    finally:
+        response.close()
 
 
 def linger(sock):

@@ -5,7 +5,7 @@ from urllib.parse import unquote_to_bytes
 
 import httptools
 
-from server.protocol import page, response
+from server.protocol import FileResponse, page, response, response_head
 
 CONTENT_TYPES = {
     ".html": b"text/html; charset=utf-8",
@@ -32,8 +32,14 @@ CACHE_TOTAL_LIMIT = 32 << 20
 
 
 class StaticFiles:
-    def __init__(self, public_dir):
+    """Files under `public_dir`: with `cache` (lean) as response bytes kept in memory, checked
+    against a fresh stat; without (faithful, as ZeroHTTPd) stat'ed, opened and answered as a
+    FileResponse, sent with sendfile, on every request."""
+
+    def __init__(self, public_dir, cache=True):
         self.root = os.path.realpath(public_dir)
+        if not cache:
+            self._answer = self._open
         # realpath -> (mtime_ns, size, response); checked against a fresh stat on every hit, so
         # a changed file is never served stale and every path still goes through realpath.
         self._cache = {}
@@ -98,3 +104,18 @@ class StaticFiles:
             self._cache[real] = (st.st_mtime_ns, st.st_size, answer)
             self._cached_bytes += len(answer)
         return answer
+
+    def _open(self, real):
+        try:
+            st = os.stat(real)
+        except OSError:
+            return NOT_FOUND
+        if not stat.S_ISREG(st.st_mode):
+            return NOT_FOUND
+        try:
+            fd = os.open(real, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return NOT_FOUND
+        head = response_head(200, CONTENT_TYPES.get(os.path.splitext(real)[1].lower(), DEFAULT_TYPE),
+                             st.st_size)
+        return FileResponse(head, fd, st.st_size)

@@ -6,8 +6,10 @@ import os
 import signal
 import socket
 
+import hiredis
+
 from server.app import App
-from server.redis_link import RedisConnection, RedisUnavailable
+from server.redis_link import RedisConnection, RedisUnavailable, process_redis
 from server.resp import encode_command
 from server.runtime import (ServerStop, accept_fd, announce, listen, reap, serve_descriptor,
                             stop_children, stop_on_signals)
@@ -20,7 +22,7 @@ _SIGCHLD = (int(signal.SIGCHLD),)
 
 
 def run(config):
-    app = App(config.root)
+    app = App(config.root, config.variant)
     sock = listen(config)
     listening_fd = sock.fileno()
     children = set()
@@ -61,10 +63,15 @@ def run(config):
 
 
 class _Replies:
-    """A stand-in for Redis during the warm-up: an empty guestbook."""
+    """A stand-in for Redis during the warm-up: an empty guestbook, whichever commands the
+    variant sends."""
+
+    REPLIES = {b"LRANGE": [], b"INCR": 0, b"INCRBY": 0, b"GET": b"0", b"RPUSH": 1}
 
     def call(self, commands, count):
-        return [[], 0][:count]
+        reader = hiredis.Reader()
+        reader.feed(commands)
+        return [self.REPLIES[reader.gets()[0]] for _ in range(count)]
 
 
 def _warm_up(app, config):
@@ -100,7 +107,7 @@ def _child(listening_fd, fd, app, config):
         gc.disable()
         os.close(listening_fd)  # the parent's socket object stays, unused: the child exits
         # Never the parent's Redis socket: a fresh connection for this child alone.
-        redis = RedisConnection(config.redis_host, config.redis_port)
+        redis = process_redis(config)
         serve_descriptor(fd, app, redis, config.read_timeout)
     finally:  # exiting closes the Redis connection too
         os._exit(0)

@@ -8,7 +8,7 @@ import select
 import signal
 
 from server.app import App
-from server.redis_link import RedisConnection
+from server.redis_link import process_redis
 from server.runtime import (STOP_SIGNALS, ServerStop, accept, announce, die_with_parent, listen,
                             prepare_die_with_parent, reap, reset_child_signals, serve_connection,
                             stop_children, stop_on_signals)
@@ -17,7 +17,7 @@ from server.runtime import (STOP_SIGNALS, ServerStop, accept, announce, die_with
 class Arbiter:
     def __init__(self, config):
         self.config = config
-        self.app = App(config.root)
+        self.app = App(config.root, config.variant)
         self.sock = None
         self.children = set()
         self.signals = []
@@ -82,7 +82,7 @@ class Arbiter:
             os.close(self.wake_r)
             os.close(self.wake_w)
             # Each child owns its Redis connection, opened after the fork.
-            redis = RedisConnection(self.config.redis_host, self.config.redis_port)
+            redis = process_redis(self.config)
             app, sock, timeout = self.app, self.sock, self.config.read_timeout
             while True:
                 client = accept(sock)

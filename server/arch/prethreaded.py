@@ -1,18 +1,19 @@
 """Prethreaded: N threads started up front; an accept mutex lets one of them at a time block in
-accept(), the others wait on the mutex. Threads share a thread-safe Redis pool."""
+accept(), the others wait on the mutex. Redis as threads_redis() gives it (a shared pool, or a
+connection per client)."""
 import signal
 import socket
 import threading
 
 from server.app import App
-from server.redis_link import RedisPool
+from server.redis_link import threads_redis
 from server.runtime import (THREAD_STACK_SIZE, ServerStop, accept, announce, join_threads, listen,
                             serve_connection, stop_on_signals)
 
 
 def run(config):
-    app = App(config.root)
-    pool = RedisPool(config.redis_host, config.redis_port)
+    app = App(config.root, config.variant)
+    redis = threads_redis(config)
     sock = listen(config)
     accept_mutex = threading.Lock()
     stopping = threading.Event()
@@ -24,7 +25,7 @@ def run(config):
                     return
                 client = accept(sock)
             if client is not None:
-                serve_connection(client, app, pool, config.read_timeout)
+                serve_connection(client, app, redis, config.read_timeout)
 
     threading.stack_size(THREAD_STACK_SIZE)
     for _ in range(config.workers):
@@ -45,4 +46,4 @@ def run(config):
             pass
         join_threads()
         sock.close()
-        pool.close()
+        redis.close()

@@ -1,15 +1,16 @@
-"""Threaded: a new thread per accepted connection; threads share a thread-safe Redis pool."""
+"""Threaded: a new thread per accepted connection; Redis as threads_redis() gives it (a shared pool,
+or a connection per client)."""
 import threading
 
 from server.app import App
-from server.redis_link import RedisPool
+from server.redis_link import threads_redis
 from server.runtime import (THREAD_STACK_SIZE, ServerStop, accept, announce, join_threads, listen,
                             serve_connection, stop_on_signals)
 
 
 def run(config):
-    app = App(config.root)
-    pool = RedisPool(config.redis_host, config.redis_port)
+    app = App(config.root, config.variant)
+    redis = threads_redis(config)
     sock = listen(config)
     threading.stack_size(THREAD_STACK_SIZE)
     stop_on_signals()
@@ -19,10 +20,10 @@ def run(config):
             client = accept(sock)
             if client is not None:
                 threading.Thread(target=serve_connection, daemon=True,
-                                 args=(client, app, pool, config.read_timeout)).start()
+                                 args=(client, app, redis, config.read_timeout)).start()
     except ServerStop:
         pass
     finally:
         sock.close()
         join_threads()
-        pool.close()
+        redis.close()

@@ -103,7 +103,8 @@ class ServerProcess:
         for raw in stream:
             line = raw.decode(errors="replace")
             lines.append(line)
-            match = watch and re.fullmatch(r"listening on 127\.0\.0\.1:(\d+) arch=(\w+)\n", line)
+            match = watch and re.fullmatch(r"listening on 127\.0\.0\.1:(\d+) arch=(\w+) variant=(\w+)\n",
+                                           line)
             if match:
                 self.port = int(match.group(1))
                 self._listening.set()

@@ -1,6 +1,7 @@
-"""The same HTTP behaviour from every architecture, against a real redis-server (fixtures in
-conftest.py): static files, the guestbook, bad input, concurrency with exact counts, slow and
-resetting clients, graceful shutdown and a Redis restart."""
+"""The same HTTP behaviour from every architecture in both variants, against a real redis-server
+(fixtures in conftest.py): static files, the guestbook, bad input, concurrency with exact counts,
+slow and resetting clients, graceful shutdown and a Redis restart; and the Redis traffic and file
+reads of each variant, counted by Redis itself."""
 import concurrent.futures
 import os
 import signal
@@ -14,8 +15,21 @@ from urllib.parse import urlencode
 import pytest
 
 from lab.scenario import ROOT
+from server.variant import VARIANTS
 
 pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture(params=VARIANTS)
+def variant(request):
+    return request.param
+
+
+@pytest.fixture
+def running_server(server_factory, arch, variant):
+    """The server in each of the seven architectures and both variants, with a 1 s read
+    timeout."""
+    return server_factory(arch, read_timeout=1, variant=variant)
 
 
 def exchange(address, request, timeout=10.0):
@@ -112,17 +126,21 @@ def test_missing_file_is_404(running_server):
     assert b"404" in body
 
 
-@pytest.mark.parametrize("path", [
+ESCAPING_PATHS = [
     "/../secret.txt", "/%2e%2e/secret.txt", "/%2E%2E/secret.txt", "/docs/../../secret.txt",
     "/docs/%2e%2e/%2e%2e/secret.txt", "/..%2fsecret.txt", "//etc/passwd", "/leak.txt",
     "/outside/secret.txt", "/%00", "http://test/../secret.txt",
-])
-def test_paths_that_escape_the_root_are_404(server_factory, path):
-    # One architecture is enough here: path handling is the shared core's.
-    server = server_factory("epoll")
-    status, _, body = get(server, path)
-    assert status in (400, 404)
-    assert b"TOP-SECRET" not in body and b"root:" not in body
+]
+
+
+def test_paths_that_escape_the_root_are_404(server_factory, variant):
+    # One architecture is enough here: path handling is the shared core's (one server for all
+    # paths: a server start costs more than all the requests).
+    server = server_factory("epoll", variant=variant)
+    for path in ESCAPING_PATHS:
+        status, _, body = get(server, path)
+        assert status in (400, 404), path
+        assert b"TOP-SECRET" not in body and b"root:" not in body, path
 
 
 def test_path_escapes_in_every_architecture(running_server):
@@ -158,17 +176,17 @@ def test_post_stores_the_remark(running_server, redis_server):
     assert b"Nice &amp; fast \xc3\xa9 - Zo\xc3\xab" in get(running_server, "/guestbook")[2]
 
 
-@pytest.mark.parametrize("fields, missing", [
-    ({"guest-name": "Ada"}, "guest-remarks"),
-    ({"guest-remarks": "hello"}, "guest-name"),
-    ({"guest-remarks": "   ", "guest-name": "Ada"}, "guest-remarks"),
-    ({"guest-remarks": "hello", "guest-name": ""}, "guest-name"),
-])
-def test_post_with_a_missing_or_empty_field_is_400(server_factory, redis_server, fields, missing):
-    server = server_factory("poll")
-    status, _, body = post(server, fields)
-    assert status == 400
-    assert missing.encode() in body
+def test_post_with_a_missing_or_empty_field_is_400(server_factory, redis_server, variant):
+    server = server_factory("poll", variant=variant)
+    for fields, missing in [
+        ({"guest-name": "Ada"}, "guest-remarks"),
+        ({"guest-remarks": "hello"}, "guest-name"),
+        ({"guest-remarks": "   ", "guest-name": "Ada"}, "guest-remarks"),
+        ({"guest-remarks": "hello", "guest-name": ""}, "guest-name"),
+    ]:
+        status, _, body = post(server, fields)
+        assert status == 400, fields
+        assert missing.encode() in body, fields
     assert redis_server.client().llen("guestbook_remarks") == 0
 
 
@@ -273,8 +291,8 @@ def test_client_reset_mid_response_does_not_hurt_the_worker(running_server):
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-def test_signal_stops_everything_within_5_seconds(server_factory, arch, signum):
-    server = server_factory(arch, workers=None)  # the default worker count (100)
+def test_signal_stops_everything_within_5_seconds(server_factory, arch, variant, signum):
+    server = server_factory(arch, workers=None, variant=variant)  # the default worker count (100)
     assert get(server, "/guestbook")[0] == 200
     # An idle connection in flight must not hold the shutdown.
     idle = socket.create_connection(server.address, timeout=10)
@@ -315,23 +333,24 @@ def test_redis_restart_gives_503_then_recovers(running_server, redis_server):
     assert "Traceback" not in running_server.output()
 
 
-def test_default_root_serves_the_package_assets(server_factory):
-    server = server_factory("epoll", root=None)
+def test_default_root_serves_the_package_assets(server_factory, variant):
+    server = server_factory("epoll", root=None, variant=variant)
     assert get(server, "/")[0] == 200
     assert get(server, "/zerolab.png")[1]["content-type"] == "image/png"
     assert len(get(server, "/guestbook")[2]) > 2000
 
 
-def test_forking_server_restarts_without_what_parsing_loaded(server_factory):
+def test_forking_server_restarts_without_what_parsing_loaded(server_factory, variant):
     """The forking server exec()s itself once its command line is checked: same process, the
     canonical arguments, and none of the modules that only argparse needed (their extension
     libraries would be mapped into, copied for and torn down with every child)."""
-    server = server_factory("forking", read_timeout=1)
+    server = server_factory("forking", read_timeout=1, variant=variant)
     with open(f"/proc/{server.pid}/cmdline", "rb") as f:
         argv = f.read().decode().split("\0")[:-1]
     at = argv.index("-m")
     assert argv[at + 1:at + 5] == ["server", "--arch", "forking", "--host"]
     assert argv[argv.index("--read-timeout") + 1] == "1.0"
+    assert argv[argv.index("--variant") + 1] == variant
     with open(f"/proc/{server.pid}/maps") as f:
         mapped = f.read()
     for library in ("_lzma", "_bz2", "_ctypes"):
@@ -362,10 +381,11 @@ def test_a_port_in_use_is_a_one_line_error(server_factory):
 
 
 @pytest.mark.parametrize("loop_arch", ["poll", "epoll"])
-def test_an_early_answer_lingers_about_a_second_behind_longer_deadlines(server_factory, loop_arch):
+def test_an_early_answer_lingers_about_a_second_behind_longer_deadlines(server_factory, loop_arch,
+                                                                        variant):
     """After an early answer the event loop drains the client for LINGER_SECONDS (1 s), even
     when connections with the longer read timeout (here 5 s) were queued before it."""
-    server = server_factory(loop_arch, read_timeout=5)
+    server = server_factory(loop_arch, read_timeout=5, variant=variant)
     idle = socket.create_connection(server.address, timeout=10)  # its 5 s deadline comes first
     talker = socket.create_connection(server.address, timeout=10)
     try:
@@ -388,3 +408,152 @@ def test_an_early_answer_lingers_about_a_second_behind_longer_deadlines(server_f
     finally:
         talker.close()
         idle.close()
+
+
+# What each variant asks of Redis and of the disk (docs/architecture.md, "Server variants")
+
+GETS = 6
+WORKERS = 4
+
+
+def redis_counts(client):
+    """Redis' own counters: connections received, commands by name (INFO itself left out),
+    replies written (one write per round trip of a client) and connected clients."""
+    info = client.info("everything")
+    calls = {name[len("cmdstat_"):]: stats["calls"] for name, stats in info.items()
+             if name.startswith("cmdstat_")}
+    info_calls = calls.pop("info", 0)
+    return {"connections": info["total_connections_received"],
+            "commands": info["total_commands_processed"] - info_calls,
+            "writes": info["total_writes_processed"] - info_calls, "calls": calls,
+            "connected": info["connected_clients"]}
+
+
+def delta(after, before):
+    calls = {name: after["calls"].get(name, 0) - before["calls"].get(name, 0) for name in after["calls"]}
+    return {"connections": after["connections"] - before["connections"],
+            "commands": after["commands"] - before["commands"],
+            "writes": after["writes"] - before["writes"],
+            "calls": {name: n for name, n in calls.items() if n}}
+
+
+# New Redis connections while GETS guestbook pages are served one after another, counted from
+# before the server started ("start": connections it opens at start count) or from when it
+# listens ("ready"). A number is exact; a range is what lazily opened connections may add up to.
+CONNECTIONS = {
+    "faithful": {"iterative": ("start", 1), "forking": ("ready", GETS), "preforked": ("start", WORKERS),
+                 "threaded": ("ready", GETS), "prethreaded": ("ready", GETS), "poll": ("ready", GETS),
+                 "epoll": ("ready", GETS)},
+    "lean": {"iterative": ("start", range(0, 2)), "forking": ("ready", GETS),
+             "preforked": ("start", range(1, WORKERS + 1)), "threaded": ("ready", 1),
+             "prethreaded": ("ready", 1), "poll": ("ready", 1), "epoll": ("ready", 1)},
+}
+
+
+def test_redis_traffic_of_each_variant(server_factory, redis_server, arch, variant):
+    """faithful: the article's three round trips per page (LRANGE, INCRBY, GET, each answered
+    before the next is written) and its Redis connections per architecture; lean: one round
+    trip (LRANGE and INCR written together) over connections kept for many clients."""
+    r = redis_server.client()
+    at_start = redis_counts(r)
+    server = server_factory(arch, variant=variant, workers=WORKERS)
+    ready = redis_counts(r)
+    for _ in range(GETS):
+        assert get(server, "/guestbook")[0] == 200
+    since, connections = CONNECTIONS[variant][arch]
+    expected = connections if isinstance(connections, range) else range(connections, connections + 1)
+    deadline = time.monotonic() + 3  # a preforked child may connect after the first answers
+    while True:
+        after = redis_counts(r)
+        opened = delta(after, at_start if since == "start" else ready)["connections"]
+        if opened in expected or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert opened in expected, f"{opened} Redis connections, want {connections} since {since}"
+    traffic = delta(after, ready)
+    if variant == "faithful":
+        assert traffic["calls"] == {"lrange": GETS, "incrby": GETS, "get": GETS}
+        assert traffic["commands"] == 3 * GETS
+        assert traffic["writes"] == 3 * GETS  # a reply written for each command alone
+    else:
+        assert traffic["calls"] == {"lrange": GETS, "incr": GETS}
+        # One write answers both commands of a page (the threads' pool may add its set-up).
+        assert GETS <= traffic["writes"] <= GETS + 2
+    assert int(r.get("visitor_count")) == GETS
+
+
+CONCURRENT = 8
+# Redis connections a server holds at once while CONCURRENT guestbook GETs all wait on Redis: a
+# number is exact, a range what a lean server may open as it goes.
+AT_ONCE = {
+    "faithful": {"iterative": 1, "forking": CONCURRENT, "preforked": WORKERS, "threaded": CONCURRENT,
+                 "prethreaded": CONCURRENT, "poll": CONCURRENT, "epoll": CONCURRENT},
+    "lean": {"iterative": 1, "forking": CONCURRENT, "preforked": range(1, WORKERS + 1),
+             "threaded": range(1, CONCURRENT + 1), "prethreaded": range(1, CONCURRENT + 1),
+             "poll": 1, "epoll": 1},
+}
+
+
+def test_redis_connections_open_at_once(server_factory, redis_server, arch, variant):
+    """With Redis holding back writes (CLIENT PAUSE WRITE: LRANGE is answered, INCR and INCRBY
+    wait), CONCURRENT clients all wait on Redis: faithful poll and epoll (and the threads, and
+    the forked children) hold a Redis connection per client, lean's event loops one for all."""
+    r = redis_server.client()
+    r.client_kill_filter(_type="normal", skipme=True)  # from here on, all but ours are the server's
+    server = server_factory(arch, variant=variant,
+                            workers=WORKERS if arch == "preforked" else CONCURRENT)
+    want = AT_ONCE[variant][arch]
+    exact = not isinstance(want, range)
+    r.execute_command("CLIENT", "PAUSE", 3000, "WRITE")  # lifted below, or by itself after 3 s
+    try:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=CONCURRENT) as pool:
+            answers = [pool.submit(get, server, "/guestbook", 20) for _ in range(CONCURRENT)]
+            # Sampled while they wait: until faithful's count is reached, else for a while, to
+            # see that it stays within bounds.
+            seen = []
+            deadline = time.monotonic() + (1.5 if variant == "faithful" else 0.6)
+            while time.monotonic() < deadline and not (exact and variant == "faithful" and seen
+                                                       and seen[-1] == want):
+                seen.append(redis_counts(r)["connected"] - 1)
+                time.sleep(0.05)
+            r.execute_command("CLIENT", "UNPAUSE")
+            statuses = [answer.result()[0] for answer in answers]
+    finally:
+        r.execute_command("CLIENT", "UNPAUSE")
+    assert statuses == [200] * CONCURRENT
+    if exact:
+        assert max(seen) == want, f"Redis connections at once: {seen}, want {want}"
+    else:
+        assert max(seen) in want, f"Redis connections at once: {seen}, want {want}"
+    assert int(r.get("visitor_count")) == CONCURRENT
+
+
+def test_the_template_is_read_per_request_in_faithful_only(running_server, site_root, variant):
+    assert b"$VISITOR_COUNT$" not in get(running_server, "/guestbook")[2]
+    template = site_root / "templates" / "guestbook" / "index.html"
+    template.write_text("<p>changed: $VISITOR_COUNT$ visits</p>\n")
+    status, _, body = get(running_server, "/guestbook")
+    assert status == 200
+    if variant == "faithful":
+        assert body == b"<p>changed: 2 visits</p>\n"
+    else:
+        assert b"changed" not in body and b"2</span>" in body  # the page parsed at start
+
+
+def test_a_large_file_reaches_a_slow_reader_whole(running_server, site_root):
+    """More than the sockets hold: sendfile (faithful) or the writes (lean) go out in parts,
+    waiting for the client to read."""
+    data = os.urandom(8 << 20)
+    (site_root / "public" / "large.bin").write_bytes(data)
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 16)  # before connect: a small window
+        sock.settimeout(10)
+        sock.connect(running_server.address)
+        sock.sendall(b"GET /large.bin HTTP/1.0\r\n\r\n")
+        time.sleep(0.3)
+        chunks = []
+        while chunk := sock.recv(1 << 20):
+            chunks.append(chunk)
+    status, headers, body = parse_response(b"".join(chunks))
+    assert (status, headers["content-type"]) == (200, "application/octet-stream")
+    assert body == data

@@ -1,15 +1,20 @@
 """The server's sans-IO core, without sockets: request parsing and limits, routing, static path
-safety, guestbook rendering, RESP commands and reply handling."""
+safety, guestbook rendering, RESP commands and reply handling, in both variants."""
 import os
+import socket
+import threading
 
 import hiredis
 import pytest
 
 from server.app import App
 from server.config import Config, parse_args
-from server.guestbook import VIEW_COMMANDS, Guestbook, escape, render_remarks
-from server.protocol import BODY_LIMIT, CLOSE, HEAD_LIMIT, Connection
+from server.guestbook import (GET_COMMAND, INCRBY_COMMAND, LRANGE_COMMAND, VIEW_COMMANDS,
+                              FaithfulGuestbook, Guestbook, escape, render_remarks)
+from server.protocol import BODY_LIMIT, CLOSE, HEAD_LIMIT, Connection, FileResponse
+from server.redis_link import RedisUnavailable
 from server.resp import RedisCall, encode_command
+from server.runtime import _ask_redis, send_file
 from server.static import StaticFiles
 
 pytestmark = pytest.mark.timeout(10)
@@ -151,8 +156,8 @@ def test_resp_encoding_reads_back_with_hiredis():
 
 def test_view_is_one_call_with_two_replies():
     book = Guestbook(TEMPLATE)
-    assert isinstance(book.view, RedisCall)
-    assert (book.view.commands, book.view.replies) == (VIEW_COMMANDS, 2)
+    assert isinstance(book.view(), RedisCall)
+    assert (book.view().commands, book.view().replies) == (VIEW_COMMANDS, 2)
 
 
 @pytest.mark.parametrize("count, text", [
@@ -225,6 +230,89 @@ def test_sign_refuses_other_encodings():
     assert status_of(answer) == 400
 
 
+# The faithful guestbook: ZeroHTTPd's template read and three round trips
+
+
+@pytest.fixture
+def template_file(tmp_path):
+    path = tmp_path / "index.html"
+    path.write_text(TEMPLATE)
+    return path
+
+
+def visit(call, replies):
+    """Walk a faithful view through its round trips: (commands of each, final answer)."""
+    sent = []
+    answer = call
+    for reply in replies:
+        assert isinstance(answer, RedisCall) and answer.replies == 1
+        sent.append(answer.commands)
+        answer = answer.finish(None if reply is None else [reply])
+    return sent, answer
+
+
+def test_faithful_view_is_lrange_incrby_get_one_round_trip_each(template_file):
+    book = FaithfulGuestbook(str(template_file))
+    sent, answer = visit(book.view(), [[b"<hi> - Ada"], 1234, b"1235"])
+    assert sent == [LRANGE_COMMAND, INCRBY_COMMAND, GET_COMMAND]
+    assert LRANGE_COMMAND == encode_command(b"LRANGE", b"guestbook_remarks", b"0", b"-1")
+    assert INCRBY_COMMAND == encode_command(b"INCRBY", b"visitor_count", b"1")
+    assert GET_COMMAND == encode_command(b"GET", b"visitor_count")
+    # The count shown is GET's, as in ZeroHTTPd; the remarks are escaped as in lean.
+    assert body_of(answer) == (b'<ul>\n    <p class="guest-entry">&lt;hi&gt; - Ada</p>\n'
+                               b"</ul><p>1,235 visits</p>")
+    assert body_of(answer) == body_of(Guestbook(TEMPLATE).render_view([[b"<hi> - Ada"], 1235]))
+
+
+def test_faithful_view_reads_the_template_on_every_request(template_file):
+    book = FaithfulGuestbook(str(template_file))
+    first = book.view()
+    template_file.write_text("<b>$VISITOR_COUNT$</b>")
+    second = book.view()
+    assert body_of(visit(first, [[], 1, b"1"])[1]).endswith(b"<p>1 visits</p>")
+    assert body_of(visit(second, [[], 2, b"2"])[1]) == b"<b>2</b>"
+    template_file.unlink()
+    assert status_of(book.view()) == 500
+
+
+@pytest.mark.parametrize("replies", [
+    [None], [[], None], [[], 1, None],
+    [hiredis.ReplyError("WRONGTYPE")], [[], hiredis.ReplyError("WRONGTYPE")],
+    [[], 1, b"not a number"],
+])
+def test_faithful_view_is_503_whichever_round_trip_fails(template_file, replies):
+    _, answer = visit(FaithfulGuestbook(str(template_file)).view(), replies)
+    assert status_of(answer) == 503
+
+
+class Recording:
+    """A blocking Redis link that answers from a script and records each call."""
+
+    def __init__(self, *replies):
+        self.replies = list(replies)
+        self.calls = []
+
+    def call(self, commands, count):
+        self.calls.append((commands, count))
+        reply = self.replies.pop(0)
+        if reply is RedisUnavailable:
+            raise RedisUnavailable("down")
+        return reply
+
+
+def test_blocking_servers_make_one_call_per_round_trip(template_file):
+    redis = Recording([[]], [7], [b"7"])
+    answer = _ask_redis(FaithfulGuestbook(str(template_file)).view(), redis)
+    assert redis.calls == [(LRANGE_COMMAND, 1), (INCRBY_COMMAND, 1), (GET_COMMAND, 1)]
+    assert b"<p>7 visits</p>" in answer
+    redis = Recording([[]], RedisUnavailable)
+    assert status_of(_ask_redis(FaithfulGuestbook(str(template_file)).view(), redis)) == 503
+    assert len(redis.calls) == 2
+    redis = Recording([[], 7])
+    assert b"<p>7 visits</p>" in _ask_redis(Guestbook(TEMPLATE).view(), redis)
+    assert redis.calls == [(VIEW_COMMANDS, 2)]
+
+
 # Static files
 
 
@@ -286,14 +374,75 @@ def test_static_cache_follows_changes(public):
     assert status_of(files.get(b"/sub/a.css")) == 404
 
 
+@pytest.mark.parametrize("url, body, content_type", [
+    (b"/", b"home", b"text/html; charset=utf-8"),
+    (b"/sub", b"sub home", b"text/html; charset=utf-8"),
+    (b"/alias.css", b"css", b"text/css; charset=utf-8"),
+    (b"/pic.PNG", b"\x89PNG", b"image/png"),
+    (b"/data.unknown", b"?", b"application/octet-stream"),
+])
+def test_faithful_static_files_are_opened_for_sendfile(public, url, body, content_type):
+    answer = StaticFiles(public, cache=False).get(url)
+    assert isinstance(answer, FileResponse)
+    try:
+        assert status_of(answer.head + b"x") == 200
+        assert b"Content-Type: " + content_type + b"\r\n" in answer.head
+        assert b"Content-Length: %d\r\n" % len(body) in answer.head
+        assert answer.size == len(body)
+        assert os.pread(answer.fd, 100, 0) == body
+    finally:
+        answer.close()
+    assert answer.fd == -1
+
+
+@pytest.mark.parametrize("url", [
+    b"/../secret.txt", b"/%2e%2e/secret.txt", b"/leak.txt", b"/up/secret.txt", b"//etc/passwd",
+    b"/%00", b"/nope", b"/sub/nope/", b"/%ff", b"*",
+])
+def test_faithful_static_paths_that_escape_or_miss_are_404(public, url):
+    answer = StaticFiles(public, cache=False).get(url)
+    assert isinstance(answer, bytes) and status_of(answer) in (400, 404)
+
+
+def test_faithful_static_opens_the_file_again_on_every_request(public):
+    files = StaticFiles(public, cache=False)
+    first = files.get(b"/sub/a.css")
+    (public / "sub" / "a.css").write_text("changed")
+    second = files.get(b"/sub/a.css")
+    try:
+        assert (first.size, second.size) == (3, 7)
+        assert os.pread(second.fd, 100, 0) == b"changed"
+    finally:
+        first.close()
+        second.close()
+
+
+def test_send_file_sends_head_and_body_and_closes_the_file(public, tmp_path):
+    big = tmp_path / "public" / "big.bin"
+    data = os.urandom(3 << 20)  # more than a socket buffer: sendfile takes several calls
+    big.write_bytes(data)
+    response = StaticFiles(public, cache=False).get(b"/big.bin")
+    ours, theirs = socket.socketpair()
+    received = []
+    with ours, theirs:
+        reader = threading.Thread(target=lambda: received.extend(iter(lambda: theirs.recv(1 << 16), b"")))
+        reader.start()
+        send_file(ours.fileno(), response)
+        ours.shutdown(socket.SHUT_WR)
+        reader.join(5)
+    raw = b"".join(received)
+    assert raw == response.head + data
+    assert response.fd == -1
+
+
 # Routing
 
 
 def test_routes():
     app = App()
     conn = app.connection()
-    assert conn.receive(b"GET /guestbook HTTP/1.1\r\n\r\n") is app.guestbook.view
-    assert app.handle(b"GET", b"/guestbook?ref=x", b"", b"") is app.guestbook.view
+    assert conn.receive(b"GET /guestbook HTTP/1.1\r\n\r\n") is app.guestbook.view()
+    assert app.handle(b"GET", b"/guestbook?ref=x", b"", b"") is app.guestbook.view()
     assert isinstance(app.handle(b"POST", b"/guestbook", b"guest-remarks=a&guest-name=b", b""), RedisCall)
     assert status_of(app.handle(b"POST", b"/index.html", b"", b"")) == 405
     assert status_of(app.handle(b"GET", b"/zerolab.png", b"", b"")) == 200
@@ -301,10 +450,26 @@ def test_routes():
     assert 2500 <= len(rendered) <= 4000
 
 
+def test_faithful_routes():
+    app = App(variant="faithful")
+    first = app.handle(b"GET", b"/guestbook", b"", b"")
+    assert isinstance(first, RedisCall) and first.commands == LRANGE_COMMAND
+    assert app.handle(b"GET", b"/guestbook", b"", b"") is not first  # one per visit
+    sign = app.handle(b"POST", b"/guestbook", b"guest-remarks=a&guest-name=b", b"")
+    assert isinstance(sign, RedisCall) and sign.replies == 1
+    static = app.handle(b"GET", b"/zerolab.png", b"", b"")
+    assert isinstance(static, FileResponse)
+    static.close()
+    assert status_of(app.handle(b"GET", b"/nope", b"", b"")) == 404
+    _, page = visit(app.handle(b"GET", b"/guestbook", b"", b""), [[b"hello - x"] * 3, 38377, b"38377"])
+    assert body_of(page) == body_of(App().guestbook.render_view([[b"hello - x"] * 3, 38377]))
+
+
 @pytest.mark.parametrize("argv", [
     ["--arch", "forking"],
     ["--arch", "epoll", "--edge-triggered", "--read-timeout", "0.3", "--port", "0"],
     ["--arch=preforked", "--work", "7", "--root", "{odd_root}", "--redis-host", "redis"],
+    ["--arch", "forking", "--variant", "faithful"],
 ])
 def test_canonical_command_line_reads_back_without_argparse(argv, tmp_path):
     odd_root = tmp_path / "a dir" / "--arch"  # a root whose path looks like options
@@ -333,6 +498,7 @@ def test_anything_but_the_canonical_form_is_not_read_back(argv):
     (["--workers", "0"], "--workers must be at least 1"),
     (["--backlog", "-1"], "--backlog must be 0 or more"),
     (["--root", "/nonexistent/zerolab"], "--root /nonexistent/zerolab: no public/ folder"),
+    (["--variant", "fast"], "argument --variant: invalid choice: 'fast'"),
 ])
 def test_bad_options_are_refused_with_the_option_named(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
@@ -347,3 +513,12 @@ def test_the_canonical_form_is_checked_like_the_command_line():
     assert Config.from_argv(argv[:at + 1] + ["nan"] + argv[at + 2:]) is None
     at = argv.index("--workers")
     assert Config.from_argv(argv[:at + 1] + ["0"] + argv[at + 2:]) is None
+    at = argv.index("--variant")
+    assert Config.from_argv(argv[:at + 1] + ["fast"] + argv[at + 2:]) is None
+
+
+def test_the_variant_is_lean_unless_asked():
+    assert parse_args(["--arch", "poll"]).variant == "lean"
+    config = parse_args(["--arch", "forking", "--variant", "faithful"])
+    assert config.variant == "faithful"
+    assert config.to_argv()[config.to_argv().index("--variant") + 1] == "faithful"
