@@ -19,6 +19,7 @@ import hiredis
 from server.app import App
 from server.redis_link import CONNECT_TIMEOUT as REDIS_CONNECT_TIMEOUT
 from server.redis_link import IO_TIMEOUT as REDIS_REPLY_TIMEOUT
+from server.redis_link import forget_address, redis_address
 from server.resp import RedisCall
 from server.runtime import (ACCEPT_EXHAUSTED, LINGER_BYTES, LINGER_SECONDS, ServerStop, announce, listen,
                             log_error, stop_on_signals)
@@ -502,7 +503,6 @@ class ClientRedis:
         self.loop = loop
         self.host = host
         self.port = port
-        self.address = None   # looked up once, again after a failed connect
         # (deadline, link) in the order set: one length of timeout, so the earliest is first.
         self.deadlines = collections.deque()
 
@@ -511,16 +511,15 @@ class ClientRedis:
         if link is None:
             link = ClientRedisLink(self, client)
             if not link.connect():
-                self.address = None
+                forget_address(self.host)
                 self.loop.deliver(client, call.finish(None))
                 return
         link.start(call)
 
-    def resolve(self):
-        if self.address is None:
-            # A name is looked up here, the one blocking step (ZeroHTTPd takes an IPv4 address).
-            self.address = (socket.gethostbyname(self.host), self.port)
-        return self.address
+    def address(self):
+        # The name is looked up once (a blocking step; ZeroHTTPd takes an IPv4 address), again
+        # after a failed connect.
+        return (redis_address(self.host), self.port)
 
     def watch(self, link):
         link.deadline = self.loop.now + REDIS_REPLY_TIMEOUT
@@ -573,7 +572,7 @@ class ClientRedisLink:
 
     def connect(self):
         try:
-            address = self.redis.resolve()
+            address = self.redis.address()
             sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             sock.setblocking(False)
             error = sock.connect_ex(address)
@@ -606,7 +605,7 @@ class ClientRedisLink:
             if not mask & (WRITE | ERROR):
                 return  # not about this connect (a descriptor number reused within one wake-up)
             if self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
-                self.redis.address = None
+                forget_address(self.redis.host)
                 self.fail()
                 return
             self.connected = True

@@ -25,11 +25,14 @@ class RedisUnavailable(Exception):
 
 
 class RedisConnection:
-    """One connection owned by one process (iterative server, a forked or preforked child).
-    It connects on first use and again after any failure."""
+    """One connection owned by one process (iterative server, a forked or preforked child), or
+    by one client (faithful threads). It connects on first use and again after any failure;
+    with `lookup_once`, to the address redis_address() keeps for the host."""
 
-    def __init__(self, host, port):
-        self._address = (host, port)
+    def __init__(self, host, port, lookup_once=False):
+        self._host = host
+        self._port = port
+        self._lookup_once = lookup_once
         self._sock = None
         self._reader = None
 
@@ -75,14 +78,17 @@ class RedisConnection:
         # A plain connect(): create_connection() would run getaddrinfo through the idna codec,
         # an import that every forked child would pay again. The kernel applies the send
         # timeout to a blocking connect.
+        host = redis_address(self._host) if self._lookup_once else self._host
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _IO_TIMEVAL)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _IO_TIMEVAL)
-            sock.connect(self._address)
+            sock.connect((host, self._port))
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except BaseException:
             sock.close()
+            if self._lookup_once:
+                forget_address(self._host)
             raise
         self._sock = sock
         self._reader = hiredis.Reader()
@@ -135,25 +141,15 @@ class RedisPool:
 
 class RedisPerClient:
     """faithful threads (ZeroHTTPd's threaded and prethreaded servers): every client connection
-    gets a Redis connection of its own, opened as the client is taken up and closed with it.
-    The host name is looked up once (ZeroHTTPd takes an IP address), again after a failed
-    connect."""
+    gets a Redis connection of its own, opened as the client is taken up and closed with it."""
 
     def __init__(self, host, port):
         self._host = host
         self._port = port
-        self._ip = None
 
     def for_client(self):
-        ip = self._ip
-        if ip is None:
-            try:
-                ip = self._ip = socket.gethostbyname(self._host)
-            except OSError:
-                ip = self._host  # the connect fails and answers 503, as without a lookup
-        link = RedisConnection(ip, self._port)
-        if not link.connect_now():
-            self._ip = None
+        link = RedisConnection(self._host, self._port, lookup_once=True)
+        link.connect_now()
         return link
 
     def release(self, link):
@@ -163,11 +159,36 @@ class RedisPerClient:
         pass
 
 
+# Host name -> IPv4 address, for the variant that looks Redis up once (ZeroHTTPd takes an
+# address). The forking server fills it before any fork, so that a child connects to the address
+# without a lookup of its own (a child that fails forgets it for itself only: the parent keeps
+# it, which holds as long as Redis keeps its address, as it does for a server's life in the lab).
+_ADDRESSES = {}
+
+
+def redis_address(host):
+    """`host`'s IPv4 address, looked up on first use; the name itself when the lookup fails (the
+    connect then fails as it would)."""
+    address = _ADDRESSES.get(host)
+    if address is None:
+        try:
+            address = _ADDRESSES[host] = socket.gethostbyname(host)
+        except OSError:
+            return host
+    return address
+
+
+def forget_address(host):
+    """After a failed connect: look the name up again next time (Redis may have moved)."""
+    _ADDRESSES.pop(host, None)
+
+
 def process_redis(config):
     """The one connection of a process that serves its clients one at a time (iterative, a
-    forking or preforked child); faithful connects it now."""
-    link = RedisConnection(config.redis_host, config.redis_port)
-    if variant_of(config.variant).connect_early:
+    forking or preforked child); faithful connects it now, to the address looked up once."""
+    variant = variant_of(config.variant)
+    link = RedisConnection(config.redis_host, config.redis_port, variant.lookup_once)
+    if variant.connect_early:
         link.connect_now()
     return link
 

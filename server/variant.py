@@ -18,9 +18,10 @@ VARIANTS = ("lean", "faithful")
 
 
 class Variant:
-    __slots__ = ("name", "round_trips", "cache_pages", "redis_per_client", "connect_early")
+    __slots__ = ("name", "round_trips", "cache_pages", "redis_per_client", "connect_early",
+                 "lookup_once")
 
-    def __init__(self, name, round_trips, cache_pages, redis_per_client, connect_early):
+    def __init__(self, name, round_trips, cache_pages, redis_per_client, connect_early, lookup_once):
         self.name = name
         # Redis round trips of one guestbook page: 1 (pipelined) or 3 (one command each).
         self.round_trips = round_trips
@@ -33,14 +34,18 @@ class Variant:
         # Connect when the process (iterative, preforked child, forking child) or the client
         # (threads) starts, as ZeroHTTPd does, rather than on the first command.
         self.connect_early = connect_early
+        # Redis' host name looked up once per server (before any fork) and its address used from
+        # then on, as ZeroHTTPd takes an IPv4 address; or looked up on every connect.
+        self.lookup_once = lookup_once
 
     def __repr__(self):
         return f"Variant({self.name})"
 
 
-LEAN = Variant("lean", round_trips=1, cache_pages=True, redis_per_client=False, connect_early=False)
+LEAN = Variant("lean", round_trips=1, cache_pages=True, redis_per_client=False, connect_early=False,
+               lookup_once=False)
 FAITHFUL = Variant("faithful", round_trips=3, cache_pages=False, redis_per_client=True,
-                   connect_early=True)
+                   connect_early=True, lookup_once=True)
 _BY_NAME = {LEAN.name: LEAN, FAITHFUL.name: FAITHFUL}
 
 

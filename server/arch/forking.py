@@ -9,7 +9,7 @@ import socket
 import hiredis
 
 from server.app import App
-from server.redis_link import RedisConnection, RedisUnavailable, process_redis
+from server.redis_link import RedisUnavailable, process_redis
 from server.resp import encode_command
 from server.runtime import (ServerStop, accept_fd, announce, listen, reap, serve_descriptor,
                             stop_children, stop_on_signals)
@@ -78,8 +78,9 @@ def _warm_up(app, config):
     """Serve a few requests over a socket pair before accepting any, so that what a child
     runs is already specialized, cached and allocated here, shared rather than copied."""
     # A real Redis connection, if one is available, for its code path alone: PING changes
-    # nothing, and the connection is closed before the first child is forked.
-    link = RedisConnection(config.redis_host, config.redis_port)
+    # nothing, and the connection is closed before the first child is forked. Made as a child
+    # makes it, so that an address looked up once (faithful) is looked up here, not per child.
+    link = process_redis(config)
     try:
         for _ in range(WARM_UP_ROUNDS):
             link.call(_PING, 1)
