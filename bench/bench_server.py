@@ -1,9 +1,11 @@
-"""Requests/second of each server architecture on this host (`make bench-server`).
+"""Requests/second of each server architecture on this host (`make bench-server`), in both
+variants (faithful: the article's per-request work; lean: trimmed; see docs/architecture.md).
 
-For each architecture: a fresh redis-server and the server pinned to one CPU, Debian's wrk pinned
-to another, `GET /guestbook` with a new connection per request (the server speaks HTTP/1.0 and
-closes), at each connection count. Prints a table beside the article's C servers and writes
-results/bench-server.json with wrk's raw output.
+For each architecture and variant: a fresh redis-server and the server pinned to one CPU, Debian's
+wrk pinned to another, `GET /guestbook` with a new connection per request (the server speaks
+HTTP/1.0 and closes), at each connection count. The two variants of an architecture run one after
+the other, so that drift of the host touches both alike. Prints a table, the variants side by
+side beside the article's C servers, and writes results/bench-server.json with wrk's raw output.
 
 The C figures are those of ../shared/README.md, measured once on another day. With
 `--c-servers DIR` (`make bench-server C_SERVERS=DIR`), DIR being a checkout of the article's
@@ -12,8 +14,9 @@ templates/), each C server present is measured in the same run, the same way, an
 are taken against those same-run figures. The C servers only talk to Redis on port 6379, which
 must then be free.
 
-    .venv/bin/python bench/bench_server.py [--archs poll,epoll] [--connections 20,200]
-        [--duration 10] [--workers 100] [--server-arg=--backlog=128] [--c-servers DIR]
+    .venv/bin/python bench/bench_server.py [--archs poll,epoll] [--variants faithful,lean]
+        [--connections 20,200] [--duration 10] [--workers 100] [--server-arg=--backlog=128]
+        [--c-servers DIR]
 """
 import argparse
 import json
@@ -37,6 +40,7 @@ sys.path.insert(0, ROOT)
 
 from loadgen.parse import ERROR_KINDS, ParseError, parse_wrk  # noqa: E402
 from server.config import ARCHITECTURES  # noqa: E402
+from server.variant import VARIANTS  # noqa: E402
 
 PYTHON = sys.executable
 # The article's C servers as ../shared/README.md reports them (same kind of machine, same setup,
@@ -96,9 +100,9 @@ def start_redis(workdir, cpu, port=None):
     raise RuntimeError("redis-server did not start")
 
 
-def start_server(arch, redis_port, cpu, workers, extra):
-    cmd = ["taskset", "-c", str(cpu), PYTHON, "-m", "server", "--arch", arch, "--host", "127.0.0.1",
-           "--port", "0", "--redis-port", str(redis_port), *extra]
+def start_server(arch, variant, redis_port, cpu, workers, extra):
+    cmd = ["taskset", "-c", str(cpu), PYTHON, "-m", "server", "--arch", arch, "--variant", variant,
+           "--host", "127.0.0.1", "--port", "0", "--redis-port", str(redis_port), *extra]
     if workers is not None:
         cmd += ["--workers", str(workers)]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
@@ -194,15 +198,16 @@ def wrk_figures(text):
             "non_2xx_3xx": result["non_2xx_3xx"]}
 
 
-def _record(arch, implementation, connections, duration_s, command, figures, raw_output):
-    """One run as results/bench-server.json records it."""
-    return {"arch": arch, "implementation": implementation, "connections": connections,
-            "duration_s": duration_s, "command": command, **figures, "raw_output": raw_output}
+def _record(arch, implementation, variant, connections, duration_s, command, figures, raw_output):
+    """One run as results/bench-server.json records it (`variant` None for a C server)."""
+    return {"arch": arch, "implementation": implementation, "variant": variant,
+            "connections": connections, "duration_s": duration_s, "command": command, **figures,
+            "raw_output": raw_output}
 
 
-def bench_arch(arch, args, console, c_binary=None):
-    """wrk against one architecture at each connection count: the Python server, or with
-    `c_binary` the article's C server of that architecture."""
+def bench_arch(arch, args, console, variant=None, c_binary=None):
+    """wrk against one architecture at each connection count: the Python server in `variant`,
+    or with `c_binary` the article's C server of that architecture."""
     runs = []
     implementation = "python" if c_binary is None else "c"
     workdir = tempfile.mkdtemp(prefix="zl-bench-")
@@ -210,12 +215,12 @@ def bench_arch(arch, args, console, c_binary=None):
     try:
         if c_binary is None:
             redis, redis_port = start_redis(workdir, args.server_cpu)
-            server, port = start_server(arch, redis_port, args.server_cpu, args.workers,
+            server, port = start_server(arch, variant, redis_port, args.server_cpu, args.workers,
                                         args.server_arg)
         else:
             redis, redis_port = start_redis(workdir, args.server_cpu, C_REDIS_PORT)
             server, port = start_c_server(c_binary, args.server_cpu)
-        label = arch if c_binary is None else f"{arch} (C)"
+        label = f"{arch} {variant}" if c_binary is None else f"{arch} (C)"
         for i, connections in enumerate(args.connections):
             before = redis_get(redis_port, b"visitor_count")
             cmd, raw = run_wrk(port, connections, args.duration, args.threads, args.timeout,
@@ -224,10 +229,10 @@ def bench_arch(arch, args, console, c_binary=None):
             # Redis counts every answered guestbook GET: a check on wrk's count.
             parsed["visitor_count_delta"] = redis_get(redis_port, b"visitor_count") - before
             parsed["server_alive"] = server.poll() is None
-            runs.append(_record(arch, implementation, connections, args.duration, " ".join(cmd),
-                                parsed, raw))
+            runs.append(_record(arch, implementation, variant, connections, args.duration,
+                                " ".join(cmd), parsed, raw))
             rps = parsed["requests_per_sec"]
-            console.print(f"  {label:16} c={connections:<5} "
+            console.print(f"  {label:20} c={connections:<5} "
                           f"{'stalled' if rps is None else f'{rps:,.0f} req/s'}  "
                           f"errors={parsed['errors']} non-2xx={parsed['non_2xx_3xx']}")
             if not parsed["server_alive"]:
@@ -235,9 +240,9 @@ def bench_arch(arch, args, console, c_binary=None):
                 for rest in args.connections[i + 1:]:
                     not_run = {"requests_per_sec": None, "requests": 0, "errors": {},
                                "non_2xx_3xx": 0, "visitor_count_delta": 0, "server_alive": False}
-                    runs.append(_record(arch, implementation, rest, 0, "", not_run,
+                    runs.append(_record(arch, implementation, variant, rest, 0, "", not_run,
                                         "not run: the server had exited"))
-                    console.print(f"  {label:16} c={rest:<5} not run: the server had exited")
+                    console.print(f"  {label:20} c={rest:<5} not run: the server had exited")
                 break
             time.sleep(args.pause)
     finally:
@@ -260,26 +265,36 @@ def c_reference(runs, arch, connections):
 
 
 def print_table(runs, connections, console):
+    """Per connection count: each variant's requests/second side by side, the C server's, and
+    each variant's ratio to it."""
     measured = any(r["implementation"] == "c" for r in runs)
-    table = Table(title="GET /guestbook, requests/second: Python | C server | ratio",
+    python = [r for r in runs if r["implementation"] == "python"]
+    variants = list(dict.fromkeys(r["variant"] for r in python))
+    table = Table(title="GET /guestbook, requests/second: Python (" + ", ".join(variants)
+                  + ") | C server | ratio",
                   caption="C: measured in this run, * from shared/README.md" if measured
                   else "C: shared/README.md (measured on another day)")
     table.add_column("architecture")
     for c in connections:
-        table.add_column(f"c={c}", justify="right")
+        for variant in variants:
+            table.add_column(f"c={c}\n{variant}", justify="right")
         table.add_column("C", justify="right", style="dim")
-        table.add_column("x C", justify="right")
-    by_key = {(r["arch"], r["connections"]): r for r in runs if r["implementation"] == "python"}
-    for arch in dict.fromkeys(r["arch"] for r in runs if r["implementation"] == "python"):
+        for variant in variants:
+            table.add_column(f"x C\n{variant}", justify="right")
+    by_key = {(r["arch"], r["variant"], r["connections"]): r for r in python}
+    for arch in dict.fromkeys(r["arch"] for r in python):
         cells = [arch]
         for c in connections:
-            run = by_key.get((arch, c))
-            rps = run and run["requests_per_sec"]
             c_rps, source = c_reference(runs, arch, c)
-            cells.append("-" if run is None else "stalled" if rps is None else f"{rps:,.0f}")
+            ratios = []
+            for variant in variants:
+                run = by_key.get((arch, variant, c))
+                rps = run and run["requests_per_sec"]
+                cells.append("-" if run is None else "stalled" if rps is None else f"{rps:,.0f}")
+                ratios.append(f"{rps / c_rps:.2f}" if rps and c_rps else "")
             c_text = "stalls" if c_rps is None else f"{c_rps:,.0f}"
             cells.append(c_text + ("" if source == "measured" or not measured else "*"))
-            cells.append(f"{rps / c_rps:.2f}" if rps and c_rps else "")
+            cells.extend(ratios)
         table.add_row(*cells)
     console.print(table)
 
@@ -287,6 +302,9 @@ def print_table(runs, connections, console):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--archs", default=",".join(ARCHITECTURES))
+    parser.add_argument("--variants", "--variant", dest="variants", default="faithful,lean",
+                        help="server variants, run one after the other for each architecture, "
+                             "printed side by side in this order (default: faithful,lean)")
     parser.add_argument("--connections", default="20,200,1000")
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
@@ -308,6 +326,11 @@ def main(argv=None):
     unknown = set(args.archs) - set(ARCHITECTURES)
     if unknown:
         parser.error(f"unknown architectures: {', '.join(sorted(unknown))}")
+    args.variants = list(dict.fromkeys(v for v in args.variants.split(",") if v))
+    unknown = set(args.variants) - set(VARIANTS)
+    if unknown or not args.variants:
+        parser.error(f"--variants: one or more of {', '.join(VARIANTS)}, not "
+                     f"{', '.join(sorted(unknown)) or 'none'}")
     for tool in ("wrk", "redis-server", "taskset"):
         if shutil.which(tool) is None:
             parser.error(f"{tool} is not installed")
@@ -329,13 +352,14 @@ def main(argv=None):
     console = Console(width=None if sys.stdout.isatty() else 150)
     nofile = raise_nofile()
     console.print(f"nofile {nofile}, server+redis on CPU {args.server_cpu}, wrk on CPU {args.wrk_cpu}, "
-                  f"{args.duration}s per run")
+                  f"{args.duration}s per run, variants {', '.join(args.variants)}")
     runs = []
     started = time.time()
     for arch in args.archs:
-        runs.extend(bench_arch(arch, args, console))
+        for variant in args.variants:
+            runs.extend(bench_arch(arch, args, console, variant=variant))
         if arch in c_servers:
-            runs.extend(bench_arch(arch, args, console, c_servers[arch]))
+            runs.extend(bench_arch(arch, args, console, c_binary=c_servers[arch]))
     print_table(runs, args.connections, console)
 
     os.makedirs(os.path.dirname(args.output), exist_ok=True)
@@ -343,6 +367,7 @@ def main(argv=None):
         "started_at": started,
         "finished_at": time.time(),
         "argv": sys.argv,
+        "variants": args.variants,
         "host": {"hostname": platform.node(), "kernel": platform.release(), "cpus": os.cpu_count(),
                  "python": platform.python_version(), "loadavg_at_end": os.getloadavg(),
                  "nofile": nofile},

@@ -1,6 +1,11 @@
-"""bench/bench_server.py's choice of the C figure each Python figure is compared with."""
+"""bench/bench_server.py: the C figure each Python figure is compared with, and both variants
+side by side."""
 import importlib.util
+import io
 import os
+
+import pytest
+from rich.console import Console
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 _spec = importlib.util.spec_from_file_location("bench_server", os.path.join(ROOT, "bench", "bench_server.py"))
@@ -8,9 +13,10 @@ bench = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(bench)
 
 
-def run(arch, implementation, connections, rps, requests=1000):
+def run(arch, implementation, connections, rps, requests=1000, variant=None):
     return {"arch": arch, "implementation": implementation, "connections": connections,
-            "requests_per_sec": rps, "requests": requests}
+            "requests_per_sec": rps, "requests": requests,
+            "variant": variant or ("lean" if implementation == "python" else None)}
 
 
 def test_a_c_server_measured_in_the_run_is_preferred_to_the_shared_figure():
@@ -30,3 +36,31 @@ def test_c_binaries_are_the_executables_named_after_an_architecture(tmp_path):
         (tmp_path / name).write_text("#!/bin/sh\n")
         os.chmod(tmp_path / name, mode)
     assert bench.c_binaries(str(tmp_path), bench.ARCHITECTURES) == {"forking": str(tmp_path / "forking")}
+
+
+def test_the_variants_of_an_architecture_are_printed_side_by_side_beside_c():
+    runs = [run("preforked", "python", 20, 1200.0, variant="faithful"),
+            run("preforked", "python", 20, 3000.0, variant="lean"),
+            run("preforked", "c", 20, 2000.0),
+            run("preforked", "python", 200, None, 0, variant="faithful"),
+            run("preforked", "python", 200, 2500.0, variant="lean")]
+    out = io.StringIO()
+    bench.print_table(runs, [20, 200], Console(file=out, width=200))
+    lines = out.getvalue().splitlines()
+    header = next(line for line in lines if "c=20" in line)
+    assert header.index("c=20") < header.index("c=200")
+    second = lines[lines.index(header) + 1]
+    assert second.index("faithful") < second.index("lean")
+    row = next(line for line in lines if line.startswith("│ preforked"))
+    cells = [cell.strip() for cell in row.strip("│").split("│")]
+    # c=20: faithful, lean, C (this run's), faithful x C, lean x C; then c=200.
+    assert cells[1:6] == ["1,200", "3,000", "2,000", "0.60", "1.50"]
+    assert cells[6:11] == ["stalled", "2,500", "1,864*", "", "1.34"]
+
+
+@pytest.mark.parametrize("variants", ["fast", "lean,fast", ","])
+def test_unknown_variants_are_refused(variants, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        bench.main(["--variants", variants])
+    assert exit_info.value.code == 2
+    assert "--variants: one or more of lean, faithful" in capsys.readouterr().err
