@@ -116,7 +116,7 @@ def test_sweep_expands_into_the_article_matrix():
     assert len({r.id for r in runs}) == len(runs)
     assert runs[0].arch == "iterative" and runs[0].connections == 20 and runs[0].repeat == 1
     assert runs[167].arch == "epoll" and runs[167].connections == 15000 and runs[167].repeat == 1
-    assert runs[-1].id == "epoll-c15000-3"
+    assert runs[-1].id == "epoll-faithful-c15000-3" and runs[-1].variant == "faithful"
 
 
 def test_plan_variables_carry_the_constraints():
