@@ -33,6 +33,7 @@ MAX_START_TASKS = 4096       # reading every task's start time at the start cost
 LISTENERS_KEPT = 4           # listening ports reported per service, the busiest first
 MIN_OTHER_SOCKETS = 32       # fewer sockets than this besides the listeners: see _accept_queues
 FDS_EVERY_TICK = 16          # up to this many processes, descriptors are counted every tick
+BIRTH_LOOKS = 4              # more looks for a new task when a tick's listing found none
 
 NETSTAT_FIELDS = {           # (table, kernel name) -> name in the output
     ("TcpExt", "ListenOverflows"): "listen_overflows",
@@ -480,9 +481,11 @@ class _Births:
             return
         self.reason = "no task to start from"
 
-    def update(self, new_tids: set[int], host_last: int) -> None:
+    def update(self, new_tids: set[int], host_last: int) -> bool:
+        """Follows the newest of `new_tids` (tasks not seen before); False when none could be
+        read (all ended already) or none is newer than the one followed."""
         if self.reason or not new_tids:
-            return
+            return False
         for tid in sorted(new_tids, key=lambda t: behind(host_last, t, self.pid_max))[:4]:
             got = self._ns_pid(tid)
             if got is None:
@@ -490,9 +493,13 @@ class _Births:
             ns, ns_pid = got
             if ns != self.ns:
                 continue  # a task of another namespace (the root of a test's tree)
-            self.created += pid_advance(self.newest_ns_pid, ns_pid, self.pid_max)
+            advance = pid_advance(self.newest_ns_pid, ns_pid, self.pid_max)
+            if ns_pid == self.newest_ns_pid or advance > self.pid_max // 2:
+                return False  # counted already (seen by an earlier look)
+            self.created += advance
             self.newest_ns_pid = ns_pid
-            return
+            return True
+        return False
 
 
 class _Watch:
@@ -568,7 +575,9 @@ class _Watch:
                     self.new_processes += 1
                 else:
                     self.new_threads += 1
-            self.births.update(new, host_last)
+            found = self.births.update(new, host_last)
+            if not found and self.listen and self.task_dir and self.births.reason is None:
+                self._look_again()  # the server's only: the others create nothing under load
         else:
             self.births.start(self.tids, host_last)
         self.prev_tids = self.tids
@@ -581,6 +590,18 @@ class _Watch:
             snap["net"] = net
         self.snaps.append(snap)
         return snap
+
+    def _look_again(self) -> None:
+        """Short-lived tasks (a thread per connection lives a fraction of a millisecond) may all
+        have ended when the tasks are listed: a few more looks, milliseconds apart, find one of
+        them far more often, and each one found brings the count of tasks created up to date."""
+        for _ in range(BIRTH_LOOKS):
+            time.sleep(0.004)
+            tids = {int(x) for x in read_text(self.task_dir / "tasks").split()}
+            fresh = tids - self.tids
+            self.tids = self.tids | fresh   # not new again at the next tick
+            if fresh and self.births.update(fresh, last_pid()):
+                return
 
     def _net(self, cache: dict) -> dict | None:
         """The network namespace's counters, read once per tick per namespace."""
