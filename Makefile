@@ -8,6 +8,9 @@ PY := $(VENV)/bin/python
 NAME ?=
 ENGINE ?= compose
 WRK2 ?=
+# A checkout of the article's C servers (github.com/shuveb/zerohttpd) built with its own `make all`:
+# `make images ZEROHTTPD=...` puts them in zerolab/zerohttpd; `make test ZEROHTTPD=...` runs them.
+ZEROHTTPD ?=
 RUN ?=
 DURATION ?=
 REPEATS ?=
@@ -34,7 +37,7 @@ UPGRADE ?=
 help:
 	@echo "make scenario NAME=<scenario> [ENGINE=compose|swarm] [FRESH=1]  run a scenario end to end"
 	@echo "make test                      unit, integration and container tests"
-	@echo "make images [WRK2=/path/wrk2] [TOOLS=oha]  build the server, redis and loadgen images"
+	@echo "make images [WRK2=/path/wrk2] [TOOLS=oha] [ZEROHTTPD=/path/zerohttpd]  build the images"
 	@echo "make verify NAME=<scenario>    bring an environment up, check it with testinfra, tear down"
 	@echo "make report [RUN=<dir>]        HTML report and plots of the latest (or given) results"
 	@echo "make compare A=<dir> B=<dir>   two results side by side"
@@ -68,7 +71,7 @@ lock:
 	$(UV_COMPILE) $(IMAGE_TARGET) docker/requirements-loadgen.in -o docker/requirements-loadgen.txt
 
 images: venv
-	WRK2="$(WRK2)" PYTHON="$(PY)" TOOLS="$(TOOLS)" bash docker/build-images.sh
+	WRK2="$(WRK2)" ZEROHTTPD="$(ZEROHTTPD)" PYTHON="$(PY)" TOOLS="$(TOOLS)" bash docker/build-images.sh
 
 # Target-specific, so that the images these build carry the tools the scenario (or the tests) use.
 scenario verify: TOOLS = $(scenario_tools)

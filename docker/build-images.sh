@@ -7,10 +7,14 @@
 #      cannot reach PyPI inside `docker build`;
 #   3. oha, built on the host with cargo (bookworm's rustc is too old for it), when TOOLS asks for
 #      it; a binary built earlier goes into the image anyway;
-#   4. zerolab/redis, zerolab/server and zerolab/loadgen, labelled with the git commit.
+#   4. zerolab/redis, zerolab/server, zerolab/loadgen and zerolab/nginx (the ceiling: Debian's
+#      nginx serving server/public/), labelled with the git commit; zerolab/zerohttpd too when
+#      ZEROHTTPD names a checkout of the article's C servers that its user built with its own
+#      Makefile (never compiled or fetched here).
 #
 # Environment: TOOLS (the load generators wanted, e.g. "wrk oha"; default wrk, which is always
-# there), BASE_IMAGE, WRK2 (path to a wrk2 binary for the loadgen image), PYTHON (runs pip),
+# there), BASE_IMAGE, WRK2 (path to a wrk2 binary for the loadgen image), ZEROHTTPD (path to a
+# built ZeroHTTPd checkout), IMAGES (which images to build; default all of the above), PYTHON (runs pip),
 # ZL_TAG (image tag, default latest), DEBIAN_MIRROR, PULL_TIMEOUT (seconds), VERBOSE=1 (show the
 # docker build output instead of keeping it in build/logs/), ZL_CACHE (where oha is kept).
 set -euo pipefail
@@ -20,6 +24,10 @@ BUILD="$ROOT/build"
 LOGS="$BUILD/logs"
 PYTHON="${PYTHON:-python3}"
 WRK2="${WRK2:-}"
+ZEROHTTPD="${ZEROHTTPD:-}"
+ZEROHTTPD_ARCHS="iterative forking preforked threaded prethreaded poll epoll"
+KNOWN_IMAGES="redis server loadgen nginx zerohttpd"
+IMAGES="${IMAGES:-redis server loadgen nginx${ZEROHTTPD:+ zerohttpd}}"
 TOOLS="${TOOLS:-wrk}"
 KNOWN_TOOLS="wrk wrk2 oha"
 TAG="${ZL_TAG:-latest}"
@@ -237,6 +245,38 @@ check_wrk2() {
     info "wrk2: $WRK2 (${out%%$'\n'*})"
 }
 
+building() { [[ " $IMAGES " == *" $1 "* ]]; }
+
+check_images() {
+    local i
+    for i in $IMAGES; do
+        [[ " $KNOWN_IMAGES " == *" $i "* ]] || die "IMAGES=\"$IMAGES\": unknown image '$i' (known: $KNOWN_IMAGES)"
+    done
+    if building zerohttpd && [[ -z "$ZEROHTTPD" ]]; then
+        die "IMAGES names zerohttpd but ZEROHTTPD is not set: make images ZEROHTTPD=/path/to/zerohttpd"
+    fi
+}
+
+# The article's C servers, as the user built them: what the image needs is checked here, on the
+# host, so that a missing piece is named before any build; whether each binary runs on the
+# image's base is checked inside the build (docker/zerohttpd-check.sh).
+check_zerohttpd() {
+    local dir="$ZEROHTTPD" arch missing=()
+    [[ -d "$dir" ]] || die "ZEROHTTPD=$dir: no such folder (a checkout of github.com/shuveb/zerohttpd, built with its own 'make all')"
+    for arch in $ZEROHTTPD_ARCHS; do
+        [[ -f "$dir/$arch" && -x "$dir/$arch" ]] || missing+=("$arch")
+    done
+    if (( ${#missing[@]} )); then
+        die "ZEROHTTPD=$dir: no executable ${missing[*]}: run 'make all' in the checkout (its plain 'make' builds only iterative), then make images ZEROHTTPD=$dir again"
+    fi
+    local file
+    for file in public/index.html templates/guestbook/index.html; do
+        [[ -f "$dir/$file" ]] || die "ZEROHTTPD=$dir: no $file (the servers open it relative to the checkout's root)"
+    done
+    ZEROHTTPD_REVISION="$(git -C "$dir" rev-parse HEAD 2>/dev/null || echo unknown)"
+    info "zerohttpd: $dir (commit $ZEROHTTPD_REVISION): $ZEROHTTPD_ARCHS"
+}
+
 # ---------------------------------------------------------------------------------------------
 # 4. Images, each from a small staged context so that an unchanged tree hits the layer cache
 
@@ -269,6 +309,18 @@ stage() {
             if [[ -n "$WRK2" ]]; then cp -p "$WRK2" "$ctx/wrk2/wrk2"; fi
             copy_package "$ROOT/loadgen" "$ctx/loadgen"
             ;;
+        nginx)
+            cp -a "$ROOT/docker/nginx.conf" "$ctx/nginx.conf"
+            cp -a "$ROOT/server/public" "$ctx/public"
+            ;;
+        zerohttpd)
+            cp -a "$ROOT/docker/zerohttpd-check.sh" "$ROOT/docker/zerohttpd-entrypoint.sh" "$ctx/"
+            mkdir -p "$ctx/checkout"
+            local arch
+            for arch in $ZEROHTTPD_ARCHS; do cp -p "$ZEROHTTPD/$arch" "$ctx/checkout/$arch"; done
+            # Only what the servers open at run time: no sources, no .git.
+            cp -a "$ZEROHTTPD/public" "$ZEROHTTPD/templates" "$ctx/checkout/"
+            ;;
     esac
 }
 
@@ -277,9 +329,19 @@ build_image() {
     stage "$name"
     local args=(build --build-arg "BASE_IMAGE=$BASE" --label "org.opencontainers.image.revision=$REVISION"
                 --label "org.opencontainers.image.source=zerolab" -t "$image" "$ctx")
+    if [[ "$name" == zerohttpd ]]; then
+        # Which checkout the binaries came from, for whoever reads a result's image id later.
+        args+=(--label "io.zerolab.zerohttpd.checkout=$(cd "$ZEROHTTPD" && pwd)"
+               --label "io.zerolab.zerohttpd.revision=$ZEROHTTPD_REVISION")
+    fi
     if [[ "${VERBOSE:-}" == 1 ]]; then
         docker "${args[@]}" || die "docker build of $image failed"
     elif ! docker "${args[@]}" >"$LOGS/image-$name.log" 2>&1; then
+        # A refused ZeroHTTPd binary says why in lines of its own; anything else, the log's tail.
+        if [[ "$name" == zerohttpd ]] && grep -q 'zerohttpd: ' "$LOGS/image-$name.log"; then
+            grep -o 'zerohttpd: .*' "$LOGS/image-$name.log" | sed 's/^/    /' >&2
+            die "ZEROHTTPD=$ZEROHTTPD: refused, see above (log: build/logs/image-$name.log)"
+        fi
         tail -n 30 "$LOGS/image-$name.log" >&2
         die "docker build of $image failed (log: build/logs/image-$name.log)"
     fi
@@ -301,20 +363,27 @@ main() {
     command -v docker >/dev/null || die "docker is not installed"
     docker info >/dev/null 2>&1 || die "cannot talk to the Docker daemon (is it running, and may this user use it?)"
     check_tools
+    check_images
+    if building zerohttpd; then check_zerohttpd; fi
     mkdir -p "$BUILD" "$LOGS"
     step "base image"
     pick_base
-    step "wheelhouse"
-    fetch_wheels server
-    fetch_wheels loadgen
-    step "load-generator binaries (TOOLS: $TOOLS)"
-    check_oha
-    check_wrk2
+    if building server || building loadgen; then
+        step "wheelhouse"
+        if building server; then fetch_wheels server; fi
+        if building loadgen; then fetch_wheels loadgen; fi
+    fi
+    if building loadgen; then
+        step "load-generator binaries (TOOLS: $TOOLS)"
+        check_oha
+        check_wrk2
+    fi
     REVISION="$(revision)"
     step "images (revision $REVISION, base $BASE)"
-    build_image redis
-    build_image server
-    build_image loadgen
+    local name
+    for name in $KNOWN_IMAGES; do
+        if building "$name"; then build_image "$name"; fi
+    done
     # Each build with a new revision label leaves the previous image untagged: drop those (ours
     # only, and never one a container still uses). The layer cache stays.
     docker image prune -f --filter "label=org.opencontainers.image.source=zerolab" >/dev/null 2>&1 || true
