@@ -7,22 +7,27 @@ import json
 import random
 from dataclasses import asdict, dataclass, fields, replace
 
-from lab.scenario import Scenario, repeat_bounds, resolved_constraints, swept
+from lab.scenario import KINDS, Scenario, repeat_bounds, resolved_constraints, swept
 from lab.uncertainty import cell_summaries, needs_more
 
-# What restarting the server changes; every other variable shapes the environment itself.
+# What restarting the server changes; every other variable shapes the environment itself
+# (ZL_SERVER_IMPL, ZL_SERVER_IMAGE_REF, ZL_SERVER_COMMAND, ZL_SERVER_PORT among them: another
+# server image is another environment).
 SERVER_VARIABLES = ("ZL_ARCH", "ZL_VARIANT", "ZL_WORKERS", "ZL_BACKLOG", "ZL_READ_TIMEOUT")
+# Recorded only for impl: image (serves for zerohttpd too); the lab's and the article's
+# servers fix them.
+IMAGE_PARAMS = ("image", "command", "port", "ready_path", "serves")
 
 
 @dataclass(frozen=True)
 class RunPlan:
     id: str
     index: int
-    arch: str
-    variant: str
-    workers: int
-    backlog: int
-    read_timeout_s: float
+    arch: str                     # the architecture; for impl: image, the server's name
+    variant: str | None           # the Python server's options: None for the other servers
+    workers: int | None
+    backlog: int | None
+    read_timeout_s: float | None
     connections: int
     rate: int | None
     repeat: int
@@ -39,11 +44,33 @@ class RunPlan:
     memory: dict[str, str]
     nofile: int
     sysctls: dict[str, object]  # every Sysctls field (resolved_constraints always fills them)
+    # Which server runs (server.impl), and for impl: image what it is and how it is reached.
+    impl: str = "python"
+    image: str | None = None
+    command: list[str] | None = None
+    port: int = 8000
+    ready_path: str = "/"
+    serves: list[str] | None = None   # None: every request kind
 
     @property
     def cell(self) -> str:
         """The cell this run measures once: its id without the repeat number."""
-        return cell_id(self.arch, self.connections, self.rate, self.variant)
+        return cell_id(self.arch, self.connections, self.rate, self.variant, self.impl)
+
+    @property
+    def server_url(self) -> str:
+        """The server's base URL as the generators see it on the environment's network."""
+        return f"http://server:{self.port}"
+
+    @property
+    def ready_url(self) -> str:
+        """Any HTTP answer to a GET of this URL means the (re)started server is up."""
+        return self.server_url + self.ready_path
+
+    @property
+    def served(self) -> tuple[str, ...]:
+        """The request kinds the server answers, and so the ones verification checks."""
+        return tuple(self.serves) if self.serves else KINDS
 
     @classmethod
     def from_entry(cls, entry: dict) -> "RunPlan":
@@ -56,6 +83,10 @@ class RunPlan:
         """What result.json records of this run."""
         p = asdict(self)
         del p["id"], p["index"]
+        if self.impl != "image":
+            for key in IMAGE_PARAMS:
+                if not (key == "serves" and self.impl == "zerohttpd"):
+                    del p[key]
         return p
 
     def load_spec(self, url: str) -> dict:
@@ -81,18 +112,23 @@ class RunPlan:
         return json.dumps({"variables": v, "generators": self.generators}, sort_keys=True)
 
     def variables(self) -> dict[str, str]:
-        """The ZL_* variables that docker-compose.yml reads."""
-        v = {
-            "ZL_ARCH": self.arch,
-            "ZL_VARIANT": self.variant,
-            "ZL_WORKERS": str(self.workers),
-            "ZL_BACKLOG": str(self.backlog),
-            "ZL_READ_TIMEOUT": f"{self.read_timeout_s:g}",
+        """The ZL_* variables that docker-compose.yml (and compose/server-<impl>.yml) read."""
+        v = {"ZL_ARCH": self.arch}
+        if self.impl == "python":
+            v.update({"ZL_VARIANT": self.variant, "ZL_WORKERS": str(self.workers),
+                      "ZL_BACKLOG": str(self.backlog), "ZL_READ_TIMEOUT": f"{self.read_timeout_s:g}"})
+        else:
+            v.update({"ZL_SERVER_IMPL": self.impl, "ZL_SERVER_PORT": str(self.port)})
+        if self.impl == "image":
+            v["ZL_SERVER_IMAGE_REF"] = str(self.image)
+            # JSON: compose.py writes it into the environment's override as a list.
+            v["ZL_SERVER_COMMAND"] = json.dumps(list(self.command)) if self.command else ""
+        v.update({
             "ZL_NOFILE": str(self.nofile),
             "ZL_SOMAXCONN": str(self.sysctls["somaxconn"]),
             "ZL_PORT_RANGE": str(self.sysctls["ip_local_port_range"]),
             "ZL_TW_REUSE": str(self.sysctls["tcp_tw_reuse"]),
-        }
+        })
         for service, cpuset in self.cpusets.items():
             v[f"ZL_{service.upper()}_CPUSET"] = cpuset
         for service, size in self.memory.items():
@@ -122,7 +158,8 @@ def next_round(s: Scenario, entries: list[dict]) -> list[RunPlan]:
     done: dict[str, int] = {}  # runs so far per cell (repeat numbers have no gaps)
     for e in entries:
         p = e["params"]
-        key = cell_id(p["arch"], p["connections"], p.get("rate"), p.get("variant", "lean"))
+        key = cell_id(p["arch"], p["connections"], p.get("rate"), p.get("variant", "lean"),
+                      p.get("impl", "python"))
         done[key] = max(done.get(key, 0), p["repeat"])
     want = [c for c in cells(s)
             if needs_more((summaries.get(c.id) or {}).get("requests_per_sec"), target, most, done.get(c.id, 0))]
@@ -152,28 +189,37 @@ def order_seed(s: Scenario) -> int | None:
 
 def cells(s: Scenario) -> list[RunPlan]:
     """One run (repeat 0, index 0) per cell of the sweep, in the scenario's order."""
-    archs = swept(s, "arch", [s.server.arch])
-    variants = swept(s, "variant", [s.server.variant])
+    server = s.server
+    python = server.impl == "python"
+    archs = swept(s, "arch", [server.arch]) if server.impl != "image" else [server.label()]
+    variants = swept(s, "variant", [server.variant]) if python else [None]
     levels = swept(s, "connections", [s.load.connections])
     rates = swept(s, "rate", [s.load.rate])
     c = resolved_constraints(s)
     sysctls = c["sysctls"].model_dump()
+    image = {"image": server.image, "command": list(server.command) if server.command else None,
+             "port": server.port, "ready_path": server.ready_path} if server.impl == "image" else {}
+    serves = list(server.serves) if server.impl != "python" and server.serves else None
     return [RunPlan(
-        id=cell_id(arch, connections, rate, variant), index=0, arch=arch, variant=variant,
-        workers=s.server.workers,
-        backlog=s.server.backlog, read_timeout_s=s.server.read_timeout_s, connections=connections,
+        id=cell_id(arch, connections, rate, variant, server.impl), index=0, arch=arch, variant=variant,
+        workers=server.workers if python else None, backlog=server.backlog if python else None,
+        read_timeout_s=server.read_timeout_s if python else None, connections=connections,
         rate=rate, repeat=0, tool=s.load.tool, mode=s.load.mode, threads=s.load.threads,
         duration_s=s.load.duration_s, warmup_s=s.load.warmup_s, timeout_s=s.load.timeout_s,
         mix=s.load.mix.model_dump(), static_path=s.load.static_path, generators=s.generators,
         cpusets=dict(c["cpusets"]), memory=dict(c["memory"]), nofile=int(c["nofile"]), sysctls=sysctls,
+        impl=server.impl, serves=serves, **image,
     ) for arch, variant, connections, rate in itertools.product(archs, variants, levels, rates)]
 
 
-def cell_id(arch: str, connections: int, rate: int | None, variant: str = "lean") -> str:
+def cell_id(arch: str, connections: int, rate: int | None, variant: str | None = "lean",
+            impl: str = "python") -> str:
     """e.g. preforked-c200, epoll-c2000-r5000, poll-faithful-c200 (lean, the first variant,
-    is not named, so results from before variants keep their ids)."""
-    return f"{arch}" + ("" if variant == "lean" else f"-{variant}") + f"-c{connections}" + (
-        f"-r{rate}" if rate else "")
+    is not named, so results from before variants keep their ids), zerohttpd-epoll-c200 (the
+    article's C servers), nginx-c200 (impl: image, by the server's name)."""
+    prefix = "zerohttpd-" if impl == "zerohttpd" else ""
+    named = "" if variant in ("lean", None) else f"-{variant}"
+    return f"{prefix}{arch}{named}-c{connections}" + (f"-r{rate}" if rate else "")
 
 
 def round_of(s: Scenario, of_cells: list[RunPlan], repeat: int, start_index: int) -> list[RunPlan]:

@@ -32,7 +32,6 @@ from lab.stats import StatsSampler, busiest_share
 from lab.uncertainty import steady_state
 from lab.validity import error_count, failed_run, judge
 
-SERVER_URL = "http://server:8000"   # as the generators see it on the scenario's network
 START_DELAY_S = 0.2                 # lets every agent receive its share before the common start
 SERVER_READY_S = 60.0               # a restarted server must answer within this
 PHASES = {"preparing": "fresh server, empty Redis", "verifying": "verifying responses",
@@ -201,7 +200,7 @@ class EnvironmentSession:
         else:
             self.env.restart_server(run.variables())
         t1 = time.monotonic()
-        server = self._wait_for_server()
+        server = self._wait_for_server(run.ready_url)
         t2 = time.monotonic()
         if self.last_server and server["id"] == self.last_server["id"]:
             raise RunFailed(f"the server container {server['id']} was not replaced for this run")
@@ -226,8 +225,9 @@ class EnvironmentSession:
                     raise RunFailed(f"Redis could not be emptied: {exc}") from None
                 time.sleep(0.1)
 
-    def _wait_for_server(self) -> dict:
-        """Until the server answers through a generator (a restarted server needs a moment)."""
+    def _wait_for_server(self, url: str | None = None) -> dict:
+        """Until the server answers through a generator (a restarted server needs a moment):
+        any HTTP answer to a GET of `url` (the run's ready URL; None: the agent's target)."""
         deadline = time.monotonic() + SERVER_READY_S
         detail = "no answer yet"
         while time.monotonic() < deadline:
@@ -236,7 +236,7 @@ class EnvironmentSession:
                 raise RunFailed(f"the server exited on start (code {identity.get('exit_code')}): "
                                 f"{identity.get('log_tail') or 'no output'}")
             try:
-                probe = self.agents[0].probe()
+                probe = self.agents[0].probe(url)
             except AgentError as exc:
                 probe = {"ok": False, "detail": str(exc)}
             if probe.get("ok"):
@@ -269,12 +269,12 @@ class EnvironmentSession:
                 raise RunFailed(missing_tool_message(run.tool))
 
             enter("verifying")
-            verification = self.agents[0].verify(SERVER_URL, run.static_path)
+            verification = self.agents[0].verify(run.server_url, run.static_path, kinds=run.served)
             if not verification["passed"]:
                 failed = [f"{c['name']}: {c['detail']}" for c in verification["checks"] if not c["passed"]]
                 raise RunFailed("verification failed: " + "; ".join(failed))
 
-            warmup = run.warmup_spec(SERVER_URL)
+            warmup = run.warmup_spec(run.server_url)
             warmup_errors = 0
             if warmup:
                 enter("warming_up")
@@ -290,7 +290,7 @@ class EnvironmentSession:
             monitor = self._host_monitor(run, containers)
             enter("measuring", save=True)
             try:
-                results = self._load(run.id, run.load_spec(SERVER_URL),
+                results = self._load(run.id, run.load_spec(run.server_url),
                                      progress=lambda elapsed: self.progress.measuring(
                                          elapsed, series.sample(elapsed)))
             finally:
@@ -341,10 +341,26 @@ class EnvironmentSession:
         for share in shares:
             if share["state"] != "done":
                 who = hostnames.get(share["agent"]) or share["agent"]
-                raise RunFailed(f"generator {who} {share['state']}: {share['error']}")
+                raise RunFailed(f"generator {who} {share['state']}: {share['error']}{self._server_exit()}")
         # Everything each agent said of its share (tool start and end, its own CPU) is kept.
         return [{"node": hostnames.get(s["agent"]), **{k: v for k, v in s.items() if k not in ("state", "error")}}
                 for s in shares]
+
+
+    def _server_exit(self) -> str:
+        """The server's own end, when it ended under the load: it explains the tool's failure
+        (a generator cannot even resolve the name of a server container that has exited)."""
+        try:
+            identity = self.env.server_identity()
+        except Exception:  # the failure being reported matters more than this detail
+            return ""
+        if identity.get("state") not in ("exited", "dead"):
+            return ""
+        code = identity.get("exit_code")
+        how = f"code {code}"
+        if isinstance(code, int) and code - 128 in signal.valid_signals():  # 128 + N: killed by signal N
+            how += f", {signal.Signals(code - 128).name}"
+        return f"; the server had exited ({how}): {identity.get('log_tail') or 'no output'}"
 
 
 def missing_tool_message(tool: str) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
+import shlex
 from pathlib import Path
 from typing import Annotated, Literal, Optional, Union
 
@@ -50,8 +51,26 @@ class Strict(BaseModel):
 VARIANTS = ("lean", "faithful")
 Variant = Literal[VARIANTS]
 
+# Which server runs: this project's Python server, the article's own C servers (ZeroHTTPd, from a
+# checkout the user built: `make images ZEROHTTPD=...`), or any image the scenario names.
+IMPLS = ("python", "zerohttpd", "image")
+# The request kinds a load mix weighs, and a server may serve.
+KINDS = ("guestbook_get", "guestbook_post", "static")
+Kind = Literal[KINDS]
+# The fields each implementation takes; the others are fixed by it (the C servers fix their
+# workers, backlog and timeouts in their sources) or mean nothing to it.
+PYTHON_FIELDS = ("arch", "variant", "workers", "backlog", "read_timeout_s")
+IMAGE_FIELDS = ("image", "command", "port", "ready_path", "serves", "name")
+IMPL_FIELDS = {"python": PYTHON_FIELDS, "zerohttpd": ("arch", "serves"), "image": IMAGE_FIELDS}
+# A Docker image reference: [registry[:port]/]path[:tag][@digest].
+IMAGE_REF = re.compile(r"[a-z0-9]+(?:[._-][a-z0-9]+)*(?::[0-9]+)?(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
+                       r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[0-9a-f]{64})?")
+SERVER_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,39}")
+
 
 class ServerSpec(Strict):
+    # python | zerohttpd | image; the fields below say which ones each takes (IMPL_FIELDS).
+    impl: Literal[IMPLS] = "python"
     arch: Arch = "preforked"
     # faithful: the per-request work of the article's C servers (docs/architecture.md);
     # lean: the same architecture with that work trimmed (one Redis round trip, cached pages).
@@ -59,6 +78,79 @@ class ServerSpec(Strict):
     workers: int = Field(100, ge=1, le=2000, description="children (preforked) or threads (prethreaded)")
     backlog: int = Field(10, ge=1, le=65535, description="listen() backlog; the article used 10")
     read_timeout_s: float = Field(5.0, gt=0, le=300)
+    # impl: image only.
+    image: Optional[str] = Field(None, description="the server image, e.g. zerolab/nginx:latest")
+    command: Optional[list[str]] = Field(None, description="its command (a list, or a string split "
+                                                            "as a shell would); null: the image's own")
+    port: int = Field(8000, ge=1, le=65535, description="the port it listens on")
+    ready_path: str = Field("/", description="any HTTP answer to GET of this path means it is up")
+    # impl: image (required) and zerohttpd (default: all): what verification holds it to.
+    serves: Optional[list[Kind]] = Field(None, min_length=1, description="the request kinds it serves")
+    name: Optional[str] = Field(None, description="its name in cell ids and reports; default: the image's")
+
+    @field_validator("image")
+    @classmethod
+    def _image_ref(cls, v: Optional[str]) -> Optional[str]:
+        if v is not None and not IMAGE_REF.fullmatch(v):
+            raise ValueError("write an image reference such as zerolab/nginx or nginx:1.22 "
+                             "(lowercase name, optional :tag)")
+        return v
+
+    @field_validator("command", mode="before")
+    @classmethod
+    def _command(cls, v):
+        # A string is split as compose would split it, so both forms mean the same thing.
+        if isinstance(v, str):
+            try:
+                v = shlex.split(v)
+            except ValueError as exc:
+                raise ValueError(f"cannot split it into words: {exc}") from None
+        if isinstance(v, list) and not v:
+            raise ValueError("an empty command; leave it out to run the image's own")
+        return v
+
+    @field_validator("ready_path")
+    @classmethod
+    def _ready_path(cls, v: str) -> str:
+        if not v.startswith("/") or any(c.isspace() for c in v):
+            raise ValueError("must start with '/' and hold no spaces, e.g. / or /health")
+        return v
+
+    @field_validator("serves")
+    @classmethod
+    def _serves_once(cls, v):
+        if v is not None and len(set(v)) != len(v):
+            raise ValueError("list each request kind once")
+        return v
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: Optional[str]) -> Optional[str]:
+        if v is None:
+            return v
+        if not SERVER_NAME.fullmatch(v):
+            raise ValueError("lowercase letters, digits, '.', '_' and '-', at most 40, e.g. nginx")
+        if v in ARCHITECTURES or v in IMPLS:
+            raise ValueError(f"{v!r} names an architecture or implementation of the lab's own "
+                             "servers; name the server after what it is, e.g. nginx")
+        return v
+
+    def served(self) -> tuple[str, ...]:
+        """The request kinds this server is held to: all of them unless it says fewer."""
+        return tuple(self.serves) if self.impl != "python" and self.serves else KINDS
+
+    def label(self) -> str:
+        """What names the server in cell ids: its architecture, or for an image its name."""
+        if self.impl != "image":
+            return self.arch
+        return self.name or image_name(self.image or "server")
+
+
+def image_name(ref: str) -> str:
+    """The last part of an image's path, without tag or digest: zerolab/nginx:latest -> nginx."""
+    path = ref.split("@", 1)[0]
+    last = path.rsplit("/", 1)[-1]
+    return last.split(":", 1)[0]
 
 
 class Sysctls(Strict):
@@ -358,7 +450,7 @@ def resolved_constraints(s: Scenario) -> dict[str, object]:
 
 
 def check_consistency(s: Scenario, host_cpus: Optional[set[int]] = None) -> list[str]:
-    problems: list[str] = load_problems(s)
+    problems: list[str] = server_problems(s) + load_problems(s)
     load = s.load
     try:
         constraints = resolved_constraints(s)
@@ -398,8 +490,56 @@ def check_consistency(s: Scenario, host_cpus: Optional[set[int]] = None) -> list
     return problems
 
 
-# The generators' base URL inside an environment; only its form matters to the checks.
-PLANNED_URL = "http://server:8000"
+def server_problems(s: Scenario) -> list[str]:
+    """What the chosen server implementation takes, and what it can serve."""
+    server, impl = s.server, s.server.impl
+    problems: list[str] = []
+    defaults = ServerSpec()
+    takes = IMPL_FIELDS[impl]
+    c_sources = {"variant": "variants are the Python server's (faithful imitates these very servers)",
+                 "workers": "their sources fix it (100 preforked children, 100 prethreads)",
+                 "backlog": "their sources fix it at 10",
+                 "read_timeout_s": "their sources fix it (only prethreaded has one: 5 s)"}
+    for field in ServerSpec.model_fields:
+        if field == "impl" or field in takes:
+            continue
+        # A value other than the default: fields a dump of the scenario carries are fine.
+        if getattr(server, field) != getattr(defaults, field):
+            if field == "serves":
+                reason = "the lab's own server serves every kind"
+            elif field in IMAGE_FIELDS:
+                reason = "it describes a server image, for impl: image"
+            elif impl == "zerohttpd":
+                reason = c_sources[field]
+            elif field == "arch":
+                reason = "an image's server is named by server.name"
+            else:
+                reason = "it is an option of the lab's Python server"
+            problems.append(f"server.{field}: impl: {impl} does not take it: {reason}; remove it")
+    if s.sweep:
+        for field in ("arch", "variant"):
+            if getattr(s.sweep, field) and field not in takes:
+                problems.append(f"sweep.{field}: impl: {impl} has no {field} to sweep; remove it")
+    if impl == "image":
+        if not server.image:
+            problems.append("server.image: impl: image needs the server's image, e.g. zerolab/nginx")
+        elif not server.name:
+            derived = image_name(server.image)
+            if not SERVER_NAME.fullmatch(derived) or derived in ARCHITECTURES or derived in IMPLS:
+                problems.append(f"server.name: the image's own name {derived!r} cannot name its cells "
+                                "(an architecture's or implementation's name); give server.name, e.g. nginx")
+        if not server.serves:
+            problems.append("server.serves: say which request kinds the image serves, e.g. [static] "
+                            f"(kinds: {', '.join(KINDS)})")
+    if server.serves and "guestbook_post" in server.serves and "guestbook_get" not in server.serves:
+        problems.append("server.serves: guestbook_post needs guestbook_get too (verification reads "
+                        "the posted remark back with GET /guestbook)")
+    served = server.served()
+    for kind in KINDS:
+        if getattr(s.load.mix, kind) > 0 and kind not in served:
+            problems.append(f"load.mix.{kind}: the server does not serve {kind} (server.serves: "
+                            f"{', '.join(served)}); set its weight to 0 or add it to server.serves")
+    return problems
 
 
 def load_problems(s: Scenario) -> list[str]:
@@ -411,8 +551,8 @@ def load_problems(s: Scenario) -> list[str]:
     for connections in swept(s, "connections", [load.connections]):
         for rate in swept(s, "rate", [load.rate]):
             try:
-                LoadSpec(tool=load.tool, mode=load.mode, url=PLANNED_URL, connections=connections,
-                         threads=load.threads, duration_s=load.duration_s, rate=rate,
+                LoadSpec(tool=load.tool, mode=load.mode, url=f"http://server:{s.server.port}",
+                         connections=connections, threads=load.threads, duration_s=load.duration_s, rate=rate,
                          timeout_s=load.timeout_s, mix=load.mix.model_dump(),
                          static_path=load.static_path).split(s.generators)
             except SpecError as exc:

@@ -284,19 +284,23 @@ def flush_redis(host, port):
 
 
 def probe(url, timeout=PROBE_TIMEOUT_S):
-    """One GET / to url: {"ok", "status", "detail"}; ok when any HTTP status line came back."""
+    """One GET of url's path (/ when it has none): {"ok", "status", "detail"}; ok when any HTTP
+    status line came back."""
     _, host, port = url_origin(url)
+    parts = urlsplit(url)
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    shown = f"{parts.scheme}://{parts.netloc}{path}"
     t0 = time.monotonic()
     conn = http.client.HTTPConnection(host, port, timeout=timeout)
     try:
-        conn.request("GET", "/", headers={"Connection": "close"})
+        conn.request("GET", path, headers={"Connection": "close"})
         status = conn.getresponse().status
         return {"ok": True, "status": status,
-                "detail": f"GET {url.rstrip('/')}/ answered {status} in "
+                "detail": f"GET {shown} answered {status} in "
                           f"{(time.monotonic() - t0) * 1000:.0f} ms"}
     except (OSError, http.client.HTTPException) as exc:
         return {"ok": False, "status": None,
-                "detail": f"GET {url.rstrip('/')}/: {type(exc).__name__}: {exc}"}
+                "detail": f"GET {shown}: {type(exc).__name__}: {exc}"}
     finally:
         conn.close()
 
@@ -423,7 +427,16 @@ class Handler(BaseHTTPRequestHandler):
                 self.agent.config.check_url(body["url"])
             except Forbidden as exc:
                 return self._forbidden(exc, "url")
-            return self._send(200, verify_server(body["url"], body.get("static_path", "/index.html")))
+            kinds = body.get("kinds")
+            if kinds is not None and (not isinstance(kinds, list) or not kinds
+                                      or not all(isinstance(k, str) for k in kinds)):
+                return self._send(400, {"error": "kinds: a non-empty list of request kinds",
+                                        "field": "kinds"})
+            try:
+                answer = verify_server(body["url"], body.get("static_path", "/index.html"), kinds=kinds)
+            except ValueError as exc:
+                return self._send(400, {"error": f"kinds: {exc}", "field": "kinds"})
+            return self._send(200, answer)
         if path == "/runs":
             return self._start(body)
         if path == "/redis/flush":

@@ -73,8 +73,12 @@ class AgentClient:
                     raise
                 time.sleep(interval_s)
 
-    def verify(self, url, static_path="/index.html"):
-        return self._call("POST", "/verify", {"url": url, "static_path": static_path}, timeout=60)
+    def verify(self, url, static_path="/index.html", kinds=None):
+        """The checks of the request kinds the server serves (`kinds`, default all of them)."""
+        body = {"url": url, "static_path": static_path}
+        if kinds is not None:
+            body["kinds"] = list(kinds)
+        return self._call("POST", "/verify", body, timeout=60)
 
     def counters(self, redis_host=None, redis_port=None):
         """{"visitor_count", "remarks"} from the agent's Redis (ZL_AGENT_REDIS); redis_host and

@@ -98,15 +98,29 @@ def check_not_found(server):
                   + ("" if status == 404 else ", not 404"))
 
 
-def verify_server(url, static_path="/index.html", timeout=5.0):
-    """{"passed": bool, "checks": [{"name", "passed", "detail"}]}; a check that cannot reach
-    the server fails with the reason."""
+# The request kinds a server may serve (a load mix's kinds), each with its checks: a server
+# that serves files must also answer 404 for one it does not have.
+KINDS = ("guestbook_get", "guestbook_post", "static")
+CHECKS_OF_KIND = {"guestbook_get": ("guestbook_get",), "guestbook_post": ("guestbook_post",),
+                  "static": ("static", "not_found")}
+
+
+def verify_server(url, static_path="/index.html", timeout=5.0, kinds=None):
+    """{"passed": bool, "checks": [{"name", "passed", "detail"}]}: the checks of the request
+    kinds the server serves (`kinds`, default all); a check that cannot reach the server fails
+    with the reason."""
+    unknown = sorted(set(kinds or ()) - set(KINDS))
+    if unknown:
+        raise ValueError(f"unknown request kind(s) {', '.join(unknown)} (kinds: {', '.join(KINDS)})")
+    wanted = {check for kind in (kinds or KINDS) for check in CHECKS_OF_KIND[kind]}
     server = _Server(url, timeout)
     checks = []
     for name, run in (("guestbook_get", lambda: check_guestbook_get(server)),
                       ("guestbook_post", lambda: check_guestbook_post(server)),
                       ("static", lambda: check_static(server, static_path)),
                       ("not_found", lambda: check_not_found(server))):
+        if name not in wanted:
+            continue
         try:
             checks.append(run())
         except (OSError, http.client.HTTPException) as exc:

@@ -7,10 +7,12 @@ ports, image ids) and sweeps whatever a failed `down` left behind.
 from __future__ import annotations
 
 import functools
+import json
 import os
 import platform
 import re
 import subprocess
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -31,6 +33,15 @@ NUMBER_LABEL = "com.docker.compose.container-number"
 # Compose lowercases project names and drops other characters; accepting only names it keeps
 # as they are means the label always equals the name we were given.
 PROJECT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+
+
+# The server image of each implementation (ZL_SERVER_IMPL), with what to do when it is missing.
+SERVER_IMAGES = {
+    "python": ("ZL_SERVER_IMAGE", "zerolab/server", "run `make images` first"),
+    "zerohttpd": ("ZL_ZEROHTTPD_IMAGE", "zerolab/zerohttpd",
+                  "run `make images ZEROHTTPD=/path/to/zerohttpd` (a checkout of the article's "
+                  "servers built with its own `make all`)"),
+}
 
 
 def replicas(generators: int) -> dict[str, int]:
@@ -81,7 +92,17 @@ class ComposeEnvironment:
         self.generators = generators
         self.agent_token = agent_token  # kept out of `variables`, which results record
         self.root = Path(root)
-        self.files = [self.root / "docker-compose.yml", self.root / "compose" / "publish-agents.yml"]
+        self.impl = self.variables.get("ZL_SERVER_IMPL") or "python"
+        if self.impl not in ("python", "zerohttpd", "image"):
+            raise ValueError(f"ZL_SERVER_IMPL={self.impl!r}: use python, zerohttpd or image")
+        # The server service as its implementation has it: image, init, health check.
+        self.files = [self.root / "docker-compose.yml", self.root / "compose" / "publish-agents.yml",
+                      self.root / "compose" / f"server-{self.impl}.yml"]
+        self.command_file: Optional[Path] = None
+        if self.impl == "image" and self.variables.get("ZL_SERVER_COMMAND"):
+            overrides = Path(tempfile.gettempdir()) / "zerolab-compose"
+            self.command_file = overrides / f"{project}.server-command.yml"
+            self.files.append(self.command_file)
         self._client: Optional[docker.DockerClient] = None
 
     # -- context manager: whatever happens inside, the project is removed ------------------------
@@ -108,7 +129,19 @@ class ComposeEnvironment:
             env["ZL_AGENT_TOKEN"] = self.agent_token
         return env
 
+    def _write_command_file(self) -> None:
+        """The server's command (impl: image) as an override: a list keeps every word as the
+        scenario gave it, which no variable in a compose file can."""
+        if self.command_file is None:
+            return
+        command = json.loads(self.variables["ZL_SERVER_COMMAND"])
+        self.command_file.parent.mkdir(parents=True, exist_ok=True)
+        text = "# Written by lab/environment/compose.py for this environment: the server's command.\n"
+        text += 'version: "2.4"\nservices:\n  server:\n    command: ' + json.dumps(command) + "\n"
+        self.command_file.write_text(text)
+
     def _compose(self, *args: str, timeout_s: float = 300, check: bool = True) -> subprocess.CompletedProcess:
+        self._write_command_file()
         cmd = [*compose_command(), "-p", self.project]
         for f in self.files:
             cmd += ["-f", str(f)]
@@ -187,16 +220,27 @@ class ComposeEnvironment:
                 + [f"network {n.name}" for n in self.client.networks.list(filters=label)])
 
     def _check_images(self) -> None:
+        """Every image present before compose starts: compose would try a registry for a missing
+        one, and the lab runs only images built or brought on this machine."""
         tag = self.variables.get("ZL_TAG") or "latest"
         missing = []
         for service in SERVICES:
-            repo = self.variables.get(f"ZL_{service.upper()}_IMAGE") or f"zerolab/{service}"
+            if service == "server" and self.impl == "image":
+                ref, fix = self.variables.get("ZL_SERVER_IMAGE_REF") or "", (
+                    "build or pull it on this machine first (server.image is used as written; the "
+                    "shipped zerolab/nginx comes with `make images`)")
+            elif service == "server":
+                variable, repo, fix = SERVER_IMAGES[self.impl]
+                ref = f"{self.variables.get(variable) or repo}:{tag}"
+            else:
+                ref = f"{self.variables.get(f'ZL_{service.upper()}_IMAGE') or f'zerolab/{service}'}:{tag}"
+                fix = "run `make images` first"
             try:
-                self.client.images.get(f"{repo}:{tag}")
+                self.client.images.get(ref)
             except docker.errors.ImageNotFound:
-                missing.append(f"{repo}:{tag}")
+                missing.append(f"image {ref} not found: {fix}")
         if missing:
-            raise ComposeError(f"image(s) {', '.join(missing)} not found: run `make images` first")
+            raise ComposeError("; ".join(missing))
 
     def _wait_healthy(self, deadline: float, timeout_s: float) -> None:
         """Every container running (none exited or unhealthy) and every generator's agent
@@ -263,6 +307,8 @@ class ComposeEnvironment:
             pass
         reasons: dict[str, str] = {}
         remaining = self._sweep(reasons)
+        if self.command_file is not None:
+            self.command_file.unlink(missing_ok=True)
         if remaining:
             error = TeardownError(f"compose project {self.project}: still there after compose down "
                                   "and the sweep", remaining, reasons)

@@ -26,7 +26,13 @@ SERVER_LABEL, LOAD_LABEL = "zerolab.server", "zerolab.load"
 
 
 def check_swarm_constraints(scenario: Scenario) -> None:
-    """Refuse CPU pinning Swarm cannot give, unless the scenario accepts CPU-count limits."""
+    """Refuse CPU pinning Swarm cannot give, unless the scenario accepts CPU-count limits; and a
+    server other than the lab's own, whose image, command and health check only Compose takes
+    (compose/server-<impl>.yml) so far."""
+    if scenario.server.impl != "python":
+        raise ScenarioError(f"scenario {scenario.name!r} on Swarm", [
+            f"server.impl: {scenario.server.impl} runs on Compose only (ENGINE=compose); the stack "
+            "file has the lab's Python server alone"])
     cpusets = resolved_constraints(scenario)["cpusets"]
     if cpusets and not scenario.accept_weaker_cpu_limits:
         pinned = ", ".join(f"{svc}={cpus}" for svc, cpus in sorted(cpusets.items()))
