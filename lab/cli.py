@@ -231,7 +231,9 @@ def infra_expectation(run) -> dict:
         "cpusets": dict(run.cpusets), "mem_bytes": {k: size_bytes(v) for k, v in run.memory.items()},
         "nofile": run.nofile, "tools": [run.tool],
         "sysctls": {
-            "server": {"net.core.somaxconn": str(run.sysctls["somaxconn"])},
+            "server": {"net.core.somaxconn": str(run.sysctls["somaxconn"]),
+                       "net.ipv4.ip_local_port_range": str(run.sysctls["ip_local_port_range"]),
+                       "net.ipv4.tcp_tw_reuse": str(run.sysctls["tcp_tw_reuse"])},
             "loadgen": {"net.ipv4.ip_local_port_range": str(run.sysctls["ip_local_port_range"]),
                         "net.ipv4.tcp_tw_reuse": str(run.sysctls["tcp_tw_reuse"])},
         },

@@ -22,6 +22,7 @@ from typing import Callable
 from loadgen.client import AgentClient, AgentError, run_on_agents
 from loadgen.merge import merge_results
 
+from lab.evidence import EvidenceSampler
 from lab.facts import host_facts
 from lab.hosthealth import HostMonitor, keep_off, set_process_affinity
 from lab.plan import RunPlan
@@ -288,7 +289,9 @@ class EnvironmentSession:
             series = ServerSideSeries(self.agents[0], before, run)
             sampler = StatsSampler(containers, run.id).start()
             monitor = self._host_monitor(run, containers)
+            evidence = EvidenceSampler({service: [c.id for c in group] for service, group in containers.items()})
             enter("measuring", save=True)
+            evidence.start()
             try:
                 results = self._load(run.id, run.load_spec(run.server_url),
                                      progress=lambda elapsed: self.progress.measuring(
@@ -297,6 +300,7 @@ class EnvironmentSession:
                 stats = sampler.stop()
                 host = monitor.stop() if monitor else {"available": False,
                                                        "reason": "this engine's nodes are not this host"}
+                found = evidence.stop()
             enter("recording")
             after = settled_counters(self.agents[0])
             fields = summarise(run, results, stats, before, after, verification, containers,
@@ -304,7 +308,7 @@ class EnvironmentSession:
                                warmup_errors=warmup_errors)
             timeline.append(["complete", round(time.monotonic() - t0, 3)])
             fields.update(start_state=start_state, provenance=provenance, timeline=timeline,
-                          started_at=entry["started_at"])
+                          started_at=entry["started_at"], evidence=found)
             self.runs_served += 1
             return RunOutcome(fields, stats)
         except KeyboardInterrupt:
