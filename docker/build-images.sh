@@ -327,7 +327,8 @@ stage() {
 build_image() {
     local name="$1" image="zerolab/$1:$TAG" ctx="$BUILD/context-$1" t0=$SECONDS
     stage "$name"
-    local args=(build --build-arg "BASE_IMAGE=$BASE" --label "org.opencontainers.image.revision=$REVISION"
+    # --force-rm: a step that fails (a C binary refused by its check, say) leaves no container.
+    local args=(build --force-rm --build-arg "BASE_IMAGE=$BASE" --label "org.opencontainers.image.revision=$REVISION"
                 --label "org.opencontainers.image.source=zerolab" -t "$image" "$ctx")
     if [[ "$name" == zerohttpd ]]; then
         # Which checkout the binaries came from, for whoever reads a result's image id later.

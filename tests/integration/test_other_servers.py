@@ -241,8 +241,12 @@ def fake_checkout(root: Path, missing_library: bool = True, skip: str | None = N
 
 @pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc to make a binary that cannot run")
 def test_a_c_server_that_cannot_run_in_the_image_is_refused_at_build_time(tmp_path):
+    client = docker.from_env()
+    before = {c.id for c in client.containers.list(all=True)}
     built = build_zerohttpd(fake_checkout(tmp_path / "zerohttpd"), tag="zltest-refused")
     assert built.returncode == 1, built.stdout + built.stderr
+    # The failed build step leaves no container behind.
+    assert {c.id for c in client.containers.list(all=True)} - before == set()
     assert "iterative cannot run on this image" in built.stderr
     assert "libzlmissing.so => not found" in built.stderr
     assert "make all" in built.stderr and "refused" in built.stderr
