@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable
 
-from loadgen.client import AgentClient, AgentError, run_on_agents
+from loadgen.client import AgentClient, AgentError, run_on_agents, start_skew_s
 from loadgen.merge import merge_results
 
 from lab.evidence import EvidenceSampler
@@ -468,7 +468,7 @@ def summarise(run: RunPlan, generators: list[dict], stats: list[dict], before: d
         sent = sum(int(r["requests_by_kind"].get("guestbook_get", 0)) for r in results)
     delta = after["visitor_count"] - before["visitor_count"]
     cpu, cpu_source = generator_cpu(run, generators, stats, containers)
-    skew = start_skew(generators)
+    skew = start_skew_s(generators) if generators else None
     steady = steady or SteadyState()
     server_side = server_side_figures(series or [], steady, merged, run)
     validity = judge(mode=run.mode, rate=run.rate, connections=run.connections,
@@ -484,7 +484,9 @@ def summarise(run: RunPlan, generators: list[dict], stats: list[dict], before: d
         "requests_per_sec": merged["requests_per_sec"], "requests": merged["requests"],
         "duration_s": merged["duration_s"], "errors": errors,
         "latency_ms": merged["latency_ms"], "latency_spectrum": merged.get("spectrum"),
-        "latency_source": merged.get("latency_source") or _latency_source(results),
+        # Agents from before latency labels: oha's figure then came from its printed percentiles.
+        "latency_source": merged.get("latency_source") or (
+            "reconstructed from printed percentiles" if run.tool == "oha" else "histogram"),
         "latency_kind": merged.get("latency_kind") or (
             "open-loop corrected" if run.mode == "open" else "closed-loop"),
         "validity": validity, "verification": verification,
@@ -496,21 +498,6 @@ def summarise(run: RunPlan, generators: list[dict], stats: list[dict], before: d
         "generator_cpu_share": cpu, "generator_cpu_source": cpu_source,
         "generators": generators,
     }
-
-
-def _latency_source(results: list[dict]) -> str:
-    """oha printed nine percentiles; wrk's script reports a full spectrum."""
-    if any(r.get("tool") == "oha" and not r.get("histogram") for r in results):
-        return "reconstructed from printed percentiles"
-    return "histogram"
-
-
-def start_skew(generators: list[dict]) -> float | None:
-    """How far apart the generators' tools really started (each agent notes its own start)."""
-    starts = [g["tool_started_at"] for g in generators if g.get("tool_started_at") is not None]
-    if len(generators) < 2 or len(starts) < len(generators):
-        return 0.0 if len(generators) == 1 and starts else None
-    return round(max(starts) - min(starts), 4)
 
 
 def server_side_figures(series: list, steady: SteadyState, merged: dict, run: RunPlan) -> dict:

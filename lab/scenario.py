@@ -266,7 +266,8 @@ class SteadyState(Strict):
     """The part of the measured window whose throughput counts on the server's side."""
     trim_start_s: float = Field(1.0, ge=0, le=600)
     trim_end_s: float = Field(1.0, ge=0, le=600)
-    # Two halves of a few seconds on a shared two-core host differ by 10-20% without any trend.
+    # The two halves of 10 s runs differed by 6-11% on average, up to 21%, on this kind of host
+    # (make bench-noise, 24 runs).
     max_drift: float = Field(0.3, gt=0, le=1, description="largest share the two halves may differ by")
 
 

@@ -684,11 +684,10 @@ def test_an_injected_start_delay_shows_as_start_skew(agent_factory, lg_server):
     assert runs[1]["tool_started_at"] - runs[0]["tool_started_at"] >= 0.75
     assert 0.75 <= start_skew_s(runs) < 10
     # The controller's verdict on such a run: not to be trusted.
-    from lab.runner import start_skew
     from lab.validity import judge
 
     verdict = judge(mode="closed", rate=None, connections=2, requests=100, errors={},
-                    requests_per_sec=100.0, generator_cpu={}, duration_s=1, start_skew_s=start_skew(runs))
+                    requests_per_sec=100.0, generator_cpu={}, duration_s=1, start_skew_s=start_skew_s(runs))
     assert not verdict["trusted"] and verdict["untrusted_reasons"][0].startswith("start skew")
 
 
