@@ -12,6 +12,7 @@ import http.client
 import ipaddress
 import json
 import os
+import platform
 import signal
 import socket
 import threading
@@ -224,8 +225,10 @@ class Agent:
 
     def health(self):
         redis_addr = self.config.redis
+        # kernel and wall clock: what a controller on another machine cannot read itself (its
+        # clock offset to this node is measured from `time` and the request's round trip).
         return {"ok": True, "hostname": socket.gethostname(), "tools": detect_tools(),
-                "cpus": os.cpu_count(),
+                "cpus": os.cpu_count(), "kernel": platform.release(), "time": time.time(),
                 "busy": any(r.active for r in self.runs.values()),
                 "target": self.config.target,
                 "redis": f"{redis_addr[0]}:{redis_addr[1]}" if redis_addr else None}
