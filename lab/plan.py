@@ -7,7 +7,8 @@ import json
 import random
 from dataclasses import asdict, dataclass, fields, replace
 
-from lab.scenario import KINDS, Scenario, repeat_bounds, resolved_constraints, swept
+from lab.scenario import (KINDS, Scenario, ScenarioError, ServerSpec, cell_stem, repeat_bounds, resolved_constraints, servers,
+                          swept)
 from lab.uncertainty import cell_summaries, needs_more
 
 # What restarting the server changes; every other variable shapes the environment itself
@@ -188,8 +189,13 @@ def order_seed(s: Scenario) -> int | None:
 
 
 def cells(s: Scenario) -> list[RunPlan]:
-    """One run (repeat 0, index 0) per cell of the sweep, in the scenario's order."""
-    server = s.server
+    """One run (repeat 0, index 0) per cell of the sweep, in the scenario's order: server by
+    server (sweep.server), then architecture, concurrency and rate."""
+    return [cell for server in servers(s) for cell in server_cells(s, server)]
+
+
+def server_cells(s: Scenario, server: ServerSpec) -> list[RunPlan]:
+    """The cells of one of the scenario's servers."""
     python = server.impl == "python"
     archs = swept(s, "arch", [server.arch]) if server.impl != "image" else [server.label()]
     variants = swept(s, "variant", [server.variant]) if python else [None]
@@ -214,12 +220,43 @@ def cells(s: Scenario) -> list[RunPlan]:
 
 def cell_id(arch: str, connections: int, rate: int | None, variant: str | None = "lean",
             impl: str = "python") -> str:
-    """e.g. preforked-c200, epoll-c2000-r5000, poll-faithful-c200 (lean, the first variant,
-    is not named, so results from before variants keep their ids), zerohttpd-epoll-c200 (the
-    article's C servers), nginx-c200 (impl: image, by the server's name)."""
-    prefix = "zerohttpd-" if impl == "zerohttpd" else ""
-    named = "" if variant in ("lean", None) else f"-{variant}"
-    return f"{prefix}{arch}{named}-c{connections}" + (f"-r{rate}" if rate else "")
+    """e.g. preforked-c200, epoll-c2000-r5000, poll-faithful-c200, zerohttpd-epoll-c200 (the
+    article's C servers), nginx-c200 (impl: image, by the server's name): lab.scenario.cell_stem."""
+    return f"{cell_stem(arch, variant, impl)}-c{connections}" + (f"-r{rate}" if rate else "")
+
+
+# Where each implementation's image comes from, for a scenario that may leave its server out.
+IMAGE_HINTS = {"zerohttpd": ("zerolab/zerohttpd",
+                             "build it with make images ZEROHTTPD=/path/to/built/checkout"),
+               "image": (None, "build or pull it on this machine first")}
+
+
+def server_image(server: ServerSpec) -> str:
+    """The image a server of the given implementation runs (as compose names it: no tag is latest)."""
+    ref = server.image if server.impl == "image" else IMAGE_HINTS[server.impl][0]
+    last = (ref or "").rsplit("/", 1)[-1]
+    return ref if ":" in last or "@" in (ref or "") else f"{ref}:latest"
+
+
+def without_absent_servers(s: Scenario, image_present) -> tuple[Scenario, list[str]]:
+    """The scenario less its optional servers (sweep.server entries with `optional: true`) whose
+    image `image_present(ref)` says is not here, and a note for each one left out. A server that
+    is not optional stays: its missing image is an error when its environment comes up."""
+    entries = s.sweep.server if s.sweep and s.sweep.server else []
+    kept, notes = [], []
+    for entry, server in zip(entries, servers(s)):
+        if entry.optional and server.impl != "python" and not image_present(server_image(server)):
+            who = "zerohttpd" if server.impl == "zerohttpd" else server.label()
+            ref = server_image(server).removesuffix(":latest")
+            notes.append(f"{who} cells left out: no {ref} image; {IMAGE_HINTS[server.impl][1]}")
+        else:
+            kept.append(entry)
+    if not notes:
+        return s, []
+    if not kept:
+        raise ScenarioError(f"scenario {s.name!r}", [f"sweep.server: every server is left out: {'; '.join(notes)}"])
+    sweep = s.sweep.model_copy(update={"server": kept})
+    return s.model_copy(update={"sweep": sweep}), notes
 
 
 def round_of(s: Scenario, of_cells: list[RunPlan], repeat: int, start_index: int) -> list[RunPlan]:

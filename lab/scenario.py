@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Annotated, Literal, Optional, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, ValidationError, field_validator, model_serializer,
+                      model_validator)
 
 from loadgen.spec import MODES, TOOLS, LoadSpec, SpecError
 
@@ -153,6 +154,35 @@ def image_name(ref: str) -> str:
     return last.split(":", 1)[0]
 
 
+class SweepServer(ServerSpec):
+    """One server of a sweep over servers: the fields it sets, over the scenario's `server:`.
+
+    It keeps only what the scenario file says (a resolved scenario writes it back the same way),
+    so a field it leaves out comes from `server:`. `optional`: left out of the plan, with a note,
+    when its image is not on this machine (the article's C servers are built only from a
+    checkout the user supplies)."""
+    optional: bool = Field(False, description="leave this server out when its image is missing here")
+
+    @model_serializer(mode="wrap")
+    def _as_written(self, handler):
+        return {k: v for k, v in handler(self).items() if k in self.model_fields_set}
+
+    def own_fields(self) -> set[str]:
+        """The server fields this entry sets itself (not `optional`)."""
+        return self.model_fields_set - {"optional"}
+
+
+def merged_server(base: ServerSpec, entry: SweepServer) -> ServerSpec:
+    """`entry` over `base`: the base's fields that the entry's implementation takes, then the
+    entry's own. What `server:` says of another implementation never reaches it (a Python
+    variant does not become a field of the C servers)."""
+    impl = entry.impl if "impl" in entry.model_fields_set else base.impl
+    takes = IMPL_FIELDS[impl]
+    data = {k: v for k, v in base.model_dump().items() if k in takes}
+    data.update({k: getattr(entry, k) for k in entry.own_fields()}, impl=impl)
+    return ServerSpec(**data)
+
+
 class Sysctls(Strict):
     somaxconn: int = Field(4096, ge=16, le=65535)
     ip_local_port_range: str = "1024 65000"
@@ -228,6 +258,8 @@ class Sweep(Strict):
     variant: Optional[list[Variant]] = Field(None, min_length=1)
     connections: Optional[list[int]] = Field(None, min_length=1)
     rate: Optional[list[int]] = Field(None, min_length=1)
+    # Servers side by side in one result: each merged over `server:` (merged_server).
+    server: Optional[list[SweepServer]] = Field(None, min_length=1)
 
     @field_validator("connections", "rate")
     @classmethod
@@ -300,6 +332,14 @@ def repeat_bounds(s: Scenario) -> tuple[int, int, Optional[float]]:
 def swept(s: Scenario, name: str, default):
     """The sweep's values of field `name`, or `default` when the scenario does not sweep it."""
     return (getattr(s.sweep, name) if s.sweep else None) or default
+
+
+def servers(s: Scenario) -> list[ServerSpec]:
+    """The servers a scenario runs, in its order: each of sweep.server merged over `server:`,
+    or `server:` alone."""
+    if s.sweep and s.sweep.server:
+        return [merged_server(s.server, entry) for entry in s.sweep.server]
+    return [s.server]
 
 
 # ---------------------------------------------------------------- loading
@@ -395,8 +435,19 @@ def _one_branch(errors: list[dict], data: dict) -> list[dict]:
     return kept or errors
 
 
+def _loc_text(loc: tuple) -> str:
+    """sweep.server[2].variant: an entry of a list of servers by its place, as the file reads."""
+    text = ""
+    for part, before in zip(loc, (None, *loc)):
+        if isinstance(part, int) and before == "server":
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else str(part)
+    return text
+
+
 def _explain(err: dict) -> str:
-    loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+    loc = _loc_text(err["loc"]) or "(top level)"
     if err["type"] == "extra_forbidden":
         model = _model_at(err["loc"][:-1])
         known = list(model.model_fields) if model else []
@@ -412,11 +463,14 @@ def _explain(err: dict) -> str:
 def _model_at(loc: tuple) -> Optional[type[BaseModel]]:
     model: type[BaseModel] = Scenario
     for part in loc:
+        if isinstance(part, int):  # an item of a list of models: the same model
+            continue
         field = model.model_fields.get(str(part))
         if field is None:
             return None
         ann = field.annotation
-        for candidate in (ann, *getattr(ann, "__args__", ())):
+        args = getattr(ann, "__args__", ())
+        for candidate in (ann, *args, *(a for arg in args for a in getattr(arg, "__args__", ()))):
             if isinstance(candidate, type) and issubclass(candidate, BaseModel):
                 model = candidate
                 break
@@ -492,55 +546,118 @@ def check_consistency(s: Scenario, host_cpus: Optional[set[int]] = None) -> list
 
 
 def server_problems(s: Scenario) -> list[str]:
-    """What the chosen server implementation takes, and what it can serve."""
-    server, impl = s.server, s.server.impl
-    problems: list[str] = []
+    """What each server of the scenario takes, and what it can serve: `server:` alone, or each
+    entry of sweep.server merged over it (checked as a `server:` block, named by its place)."""
+    entries = s.sweep.server if s.sweep and s.sweep.server else None
     defaults = ServerSpec()
-    takes = IMPL_FIELDS[impl]
+    # A field is the scenario's when it differs from the default: a resolved scenario's dump
+    # carries every field of `server:`.
+    said = {f for f in ServerSpec.model_fields if getattr(s.server, f) != getattr(defaults, f)}
+    if entries is None:
+        problems = _one_server_problems(s, s.server, "server", said)
+        for field in ("arch", "variant"):
+            if getattr(s.sweep, field, None) and field not in IMPL_FIELDS[s.server.impl]:
+                problems.append(f"sweep.{field}: impl: {s.server.impl} has no {field} to sweep; remove it")
+        return problems
+    # `server:` is the base the entries start from: only what its own impl does not take is wrong.
+    problems = _not_taken(s.server, "server", said)
+    if s.sweep.variant:
+        problems.append("sweep.variant: with sweep.server, list the variants as servers, e.g. "
+                        "server: [{variant: faithful}, {variant: lean}]; remove sweep.variant")
+    merged = [merged_server(s.server, e) for e in entries]
+    stems: dict[str, int] = {}
+    for i, (entry, server) in enumerate(zip(entries, merged)):
+        where = f"sweep.server[{i}]"
+        problems += _one_server_problems(s, server, where, entry.own_fields())
+        if entry.optional and server.impl == "python":
+            problems.append(f"{where}.optional: the lab's own server is always there (make images "
+                            "builds it); only impl: zerohttpd or image can be left out; remove it")
+        if s.sweep.arch and "arch" in entry.own_fields():
+            problems.append(f"{where}.arch: sweep.arch sweeps the architecture of every server that "
+                            "has one; set it in one place")
+        same = next((j for j in range(i) if merged[j] == server), None)
+        if same is not None:
+            problems.append(f"{where}: the same server as sweep.server[{same}]; list each server once")
+            continue
+        for stem in server_stems(server, swept(s, "arch", None)):
+            if stem in stems:
+                problems.append(f"{where}: its cells would have the ids of sweep.server[{stems[stem]}]'s "
+                                f"({stem}-c...); servers side by side must differ in impl, arch, "
+                                "variant or (impl: image) name")
+                break
+            stems[stem] = i
+    if s.sweep.arch and not any("arch" in IMPL_FIELDS[m.impl] for m in merged):
+        problems.append("sweep.arch: no server in sweep.server has an architecture to sweep; remove it")
+    return problems
+
+
+def _not_taken(server: ServerSpec, where: str, fields: set[str]) -> list[str]:
+    """`fields` that `server`'s implementation does not take, each with the reason."""
+    impl = server.impl
     c_sources = {"variant": "variants are the Python server's (faithful imitates these very servers)",
                  "workers": "their sources fix it (100 preforked children, 100 prethreads)",
                  "backlog": "their sources fix it at 10",
                  "read_timeout_s": "their sources fix it (only prethreaded has one: 5 s)"}
+    problems = []
     for field in ServerSpec.model_fields:
-        if field == "impl" or field in takes:
+        if field == "impl" or field in IMPL_FIELDS[impl] or field not in fields:
             continue
-        # A value other than the default: fields a dump of the scenario carries are fine.
-        if getattr(server, field) != getattr(defaults, field):
-            if field == "serves":
-                reason = "the lab's own server serves every kind"
-            elif field in IMAGE_FIELDS:
-                reason = "it describes a server image, for impl: image"
-            elif impl == "zerohttpd":
-                reason = c_sources[field]
-            elif field == "arch":
-                reason = "an image's server is named by server.name"
-            else:
-                reason = "it is an option of the lab's Python server"
-            problems.append(f"server.{field}: impl: {impl} does not take it: {reason}; remove it")
-    if s.sweep:
-        for field in ("arch", "variant"):
-            if getattr(s.sweep, field) and field not in takes:
-                problems.append(f"sweep.{field}: impl: {impl} has no {field} to sweep; remove it")
-    if impl == "image":
+        if field == "serves":
+            reason = "the lab's own server serves every kind"
+        elif field in IMAGE_FIELDS:
+            reason = "it describes a server image, for impl: image"
+        elif impl == "zerohttpd":
+            reason = c_sources[field]
+        elif field == "arch":
+            reason = "an image's server is named by server.name"
+        else:
+            reason = "it is an option of the lab's Python server"
+        problems.append(f"{where}.{field}: impl: {impl} does not take it: {reason}; remove it")
+    return problems
+
+
+def _one_server_problems(s: Scenario, server: ServerSpec, where: str, fields: set[str]) -> list[str]:
+    """One server's rules, its problems named at `where` (server, or sweep.server[i]); `fields`
+    are those the scenario set there."""
+    problems = _not_taken(server, where, fields)
+    if server.impl == "image":
         if not server.image:
-            problems.append("server.image: impl: image needs the server's image, e.g. zerolab/nginx")
+            problems.append(f"{where}.image: impl: image needs the server's image, e.g. zerolab/nginx")
         elif not server.name:
             derived = image_name(server.image)
             if not SERVER_NAME.fullmatch(derived) or derived in ARCHITECTURES or derived in IMPLS:
-                problems.append(f"server.name: the image's own name {derived!r} cannot name its cells "
+                problems.append(f"{where}.name: the image's own name {derived!r} cannot name its cells "
                                 "(an architecture's or implementation's name); give server.name, e.g. nginx")
         if not server.serves:
-            problems.append("server.serves: say which request kinds the image serves, e.g. [static] "
+            problems.append(f"{where}.serves: say which request kinds the image serves, e.g. [static] "
                             f"(kinds: {', '.join(KINDS)})")
     if server.serves and "guestbook_post" in server.serves and "guestbook_get" not in server.serves:
-        problems.append("server.serves: guestbook_post needs guestbook_get too (verification reads "
+        problems.append(f"{where}.serves: guestbook_post needs guestbook_get too (verification reads "
                         "the posted remark back with GET /guestbook)")
     served = server.served()
+    who = "the server" if where == "server" else where
     for kind in KINDS:
         if getattr(s.load.mix, kind) > 0 and kind not in served:
-            problems.append(f"load.mix.{kind}: the server does not serve {kind} (server.serves: "
-                            f"{', '.join(served)}); set its weight to 0 or add it to server.serves")
+            problems.append(f"load.mix.{kind}: {who} does not serve {kind} ({where}.serves: "
+                            f"{', '.join(served)}); set its weight to 0 or add it to {where}.serves")
     return problems
+
+
+def server_stems(server: ServerSpec, archs: Optional[list[str]] = None) -> list[str]:
+    """The start of its cells' ids, one per architecture it runs (`archs`: sweep.arch)."""
+    if server.impl == "image":
+        return [cell_stem(server.label(), None, "image")]
+    variant = server.variant if server.impl == "python" else None
+    return [cell_stem(arch, variant, server.impl) for arch in archs or [server.arch]]
+
+
+def cell_stem(arch: str, variant: Optional[str], impl: str) -> str:
+    """A cell's id before its load: poll, poll-faithful (lean, the first variant, is not named,
+    so results from before variants keep their ids), zerohttpd-poll (the article's C servers),
+    nginx (impl: image, by the server's name)."""
+    prefix = "zerohttpd-" if impl == "zerohttpd" else ""
+    named = "" if variant in ("lean", None) else f"-{variant}"
+    return f"{prefix}{arch}{named}"
 
 
 def load_problems(s: Scenario) -> list[str]:
