@@ -19,7 +19,7 @@ from rich.table import Table
 from lab.uncertainty import WELCH_LOG, compare_samples, environment_differences, run_trust, summarise
 
 from .cells import NOT_VARIANT, Cell, arch_order, group_cells, variant_keys, variant_label
-from .html import esc, fmt_num, page, table, write
+from .html import render, write
 from .load import Result, load_results
 
 ALPHA = 0.05
@@ -286,50 +286,11 @@ def print_comparison(comp: Comparison, console: Console | None = None) -> None:
             console.print(f"only in {side}: {', '.join(cells)}")
 
 
-def _html_list(items: list[str]) -> str:
-    return "<ul>" + "".join(f"<li>{esc(x)}</li>" for x in items) + "</ul>"
-
-
 def render_compare(c: Comparison) -> str:
-    title = f"zerolab comparison: {c.a_label} → {c.b_label}"
-    show_variant = any(r.variant for r in c.rows)
-    rows = []
-    for r in c.rows:
-        cls = "ok" if r.verdict == "faster" else "bad" if r.verdict == "slower" else ""
-        verdict = (f"<span class='badge {cls}'>{esc(r.verdict)}</span>" if cls
-                   else f"<span class=muted>{esc(r.verdict)}</span>" if r.verdict != "within noise"
-                   else esc(r.verdict))
-        change = "—" if r.change_pct is None else f"{r.change_pct:+.1f}%"
-        detect = "—" if r.smallest_detectable_ratio is None else f"×{r.smallest_detectable_ratio:.2f}"
-        rows.append(([esc(r.arch), fmt_num(r.connections)]
-                     + ([esc(variant_label(r.variant))] if show_variant else [])
-                     + [fmt_num(r.a), esc(r.a_note), fmt_num(r.b), esc(r.b_note), change,
-                        esc(_fmt_ratio(r)), esc(_fmt_p(r.p_value)), detect, verdict],
-                     "changed" if r.changed else ""))
-    headers = ["architecture", "concurrency"] + (["variant"] if show_variant else []) + [
-        "A req/s", "A repeats", "B req/s", "B repeats", "change", "B/A [95% CI]", "p",
-        "smallest detectable", "verdict"]
-    left = {-8, -6, -1}
-    body = [f"<h1>{esc(title)}</h1>",
-            f"<p>A: {esc(', '.join(map(str, c.a_paths)))}<br>B: {esc(', '.join(map(str, c.b_paths)))}</p>"]
-    if c.environment_differences:
-        body.append("<div class=def><b>Warning: the environments differ</b>, so a change below may "
-                    "come from them and not from what was changed:"
-                    + _html_list(c.environment_differences) + "</div>")
-    else:
-        body.append("<p class=muted>Same environment: engine, cores, CPU model, kernel, images, "
-                    "constraints, Docker and Compose versions.</p>")
-    if c.parameter_differences:
-        body.append("<p>Run parameters that differ between A and B (cells matched without them):</p>"
-                    + _html_list(c.parameter_differences))
-    body.append(f"<p class=def>{esc(c.DEFINITION)}</p>")
-    body.append("<p>Verdicts: <b>" + esc(", ".join(f"{v} {n}" for v, n in c.counts().items()))
-                + "</b></p>")
-    body.append(table(headers, rows, left=left))
-    for side, cells in (("A", c.only_in_a), ("B", c.only_in_b)):
-        if cells:
-            body.append(f"<p>Only in {side}: {esc(', '.join(cells))}</p>")
-    return page(title, "\n".join(body))
+    rows = [{"row": r, "variant": variant_label(r.variant), "ratio": _fmt_ratio(r),
+             "p": _fmt_p(r.p_value)} for r in c.rows]
+    return render("compare.html.j2", title=f"zerolab comparison: {c.a_label} → {c.b_label}",
+                  c=c, rows=rows, show_variant=any(r.variant for r in c.rows))
 
 
 def compare_results(a: Path, b: Path, out: Path | None = None,

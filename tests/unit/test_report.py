@@ -472,10 +472,10 @@ def test_untrusted_runs_are_excluded_and_listed(cells_c, report_c):
     assert [r.repeat for r in c.untrusted_runs] == [1] and c.figure == 1150
     assert c.stat("requests_per_sec")["n"] == 3
     _out, text = report_c
-    listed = text[text.index("id=untrusted"):text.index("<h2>CPU")]
+    listed = text[text.index('id="untrusted"'):text.index('<h2 id="cpu">')]
     assert "poll-c1000-1" in listed and "generator-bound" in listed
     assert "preforked-c3000-3" in listed and "wrk exited with 1" in listed
-    failures = text[text.index("id=failures"):text.index("id=untrusted")]
+    failures = text[text.index('id="failures"'):text.index('id="untrusted"')]
     assert "threaded-c3000-1" in failures and "threaded-c3000-2" in failures
     assert "poll-c1000-1" not in failures
     assert "29 runs: 27 trusted (2 with the server failing), 2 untrusted" in text
@@ -491,12 +491,12 @@ def test_intervals_n_cv_and_convergence_in_the_tables(report_c):
     assert "not converged: ±18.3% &gt; target ±5%" in cells_part  # poll at 3,000
     assert "server failed in 2/3: errors: 1260" in cells_part
     assert "1,050&#x2717;" in cells_part  # a failed repeat, counted and marked
-    assert "<s class=nw" in cells_part  # the untrusted one struck through
+    assert '<s class="nw"' in cells_part  # the untrusted one struck through
     assert "0.91×" in cells_part and "0.90–0.93" in cells_part  # ratio and its interval
-    latency = text[text.index("<h2>Latency"):text.index("id=failures")]
+    latency = text[text.index("<h2>Latency"):text.index('id="failures"')]
     assert "p99 ms: median, 95% interval" in latency and "5,200.0 – 5,300.0" in latency
     assert "reconstructed from printed percentiles" in latency
-    assert "3,000 <span class=failrun>(server failed)</span>" in text  # threaded's collapse
+    assert '3,000 <span class="failrun">(server failed)</span>' in text  # threaded's collapse
     data = json.loads((out / "score.json").read_text())
     cells = {(c["arch"], c["connections"]): c for c in data["cells"]}
     assert cells[("threaded", 3000)]["server_failed"] is True
