@@ -32,7 +32,7 @@ scenario_tools = $(or $(shell out="$$($(PY) -m lab tools "$(NAME)" 2>/dev/null)"
 UV_VERSION := 0.13.9
 UPGRADE ?=
 
-.PHONY: help venv lock images scenario verify report compare test test-unit bench-server bench-harness bench-noise cleanup clean
+.PHONY: help venv lock images scenario verify report report-check compare test test-unit bench-server bench-harness bench-noise cleanup clean
 
 help:
 	@echo "make scenario NAME=<scenario> [ENGINE=compose|swarm] [FRESH=1]  run a scenario end to end"
@@ -40,6 +40,7 @@ help:
 	@echo "make images [WRK2=/path/wrk2] [TOOLS=oha] [ZEROHTTPD=/path/zerohttpd]  build the images"
 	@echo "make verify NAME=<scenario>    bring an environment up, check it with testinfra, tear down"
 	@echo "make report [RUN=<dir>]        HTML report and plots of the latest (or given) results"
+	@echo "make report-check [RUN=<dir>]  the same, then loaded offline in headless Chromium: errors, screenshot.png"
 	@echo "make compare A=<dir> B=<dir>   two results side by side"
 	@echo "make bench-server [C_SERVERS=dir]  requests/second of each architecture on the host"
 	@echo "make bench-harness             seconds the harness adds to every run"
@@ -85,6 +86,11 @@ verify: images
 
 report: venv
 	$(PY) -m lab report $(if $(RUN),"$(RUN)",)
+
+# Debian's chromium and chromium-driver load it with no network; any console error or failed load
+# fails, and the screenshot of the main view is left beside the report.
+report-check: venv
+	$(PY) -m lab report $(if $(RUN),"$(RUN)",) --check-in-browser
 
 compare: venv
 	$(PY) -m lab compare "$(A)" "$(B)"
