@@ -1,8 +1,11 @@
 """Checks of a RUNNING environment, driven by the JSON file named by ZL_EXPECT:
 
-    {"project", "arch", "workers", "backlog", "cpusets": {service: "0"},
-     "mem_bytes": {service: int}, "nofile": int, "sysctls": {service: {name: value}},
-     "generators": int}
+    {"project", "impl", "arch", "variant", "workers", "backlog", "port", "ready_path", "served",
+     "static_path", "cpusets": {service: "0"}, "mem_bytes": {service: int}, "nofile": int,
+     "sysctls": {service: {name: value}}, "generators": int, "tools": [str]}
+
+impl is python (the default), zerohttpd or image: the checks that do not apply to a server
+(a process model of an image the scenario brings, say) are skipped with the reason.
 
 `make verify` (lab/environment/infra_checks.py) writes that file and runs these tests; without
 ZL_EXPECT every test here is skipped, so `pytest tests` on the host does not need containers.

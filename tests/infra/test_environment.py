@@ -11,23 +11,18 @@ pytestmark = pytest.mark.timeout(120)
 
 SERVICES = ("redis", "server", "loadgen")
 
-# Runs inside the server container (no procps there): every process with its parent, thread
-# count, user and arguments.
+# Runs in the server container with nothing but sh and coreutils (no procps, and no python3 in
+# the C servers' image): every process's status, binary and arguments (separated by \037).
 PROCESSES = r"""
-import json, os
-out = []
-for pid in os.listdir("/proc"):
-    if not pid.isdigit():
-        continue
-    try:
-        argv = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
-        status = dict(l.split(":", 1) for l in open(f"/proc/{pid}/status").read().splitlines() if ":" in l)
-    except OSError:
-        continue
-    out.append({"pid": int(pid), "ppid": int(status["PPid"]), "threads": int(status["Threads"]),
-                "uid": int(status["Uid"].split()[0]), "argv": [a.decode(errors="replace") for a in argv if a]})
-print(json.dumps(out))
+for d in /proc/[0-9]*; do
+  status=$(cat "$d/status" 2>/dev/null) || continue
+  printf 'pid %s\n%s\n' "${d#/proc/}" "$status"
+  printf 'exe:\t%s\n' "$(readlink "$d/exe" 2>/dev/null)"
+  printf 'argv:\t%s\n' "$(tr '\000' '\037' < "$d/cmdline" 2>/dev/null)"
+done
 """
+# Where the C servers' image keeps the seven binaries, named after their architecture.
+ZEROHTTPD_DIR = "/opt/zerohttpd"
 SINGLE_PROCESS = ("iterative", "threaded", "poll", "epoll")
 CPUSET_FILES = ("/sys/fs/cgroup/cpuset.cpus.effective", "/sys/fs/cgroup/cpuset/cpuset.effective_cpus",
                 "/sys/fs/cgroup/cpuset/cpuset.cpus")
@@ -59,9 +54,37 @@ def open_files_limit(host, pid: int | str) -> tuple[int, int]:
     raise AssertionError(f"no 'Max open files' line in /proc/{pid}/limits")
 
 
-def server_processes(host) -> list[dict]:
-    procs = json.loads(host.check_output("python3 -I -S -c %s", PROCESSES))
-    return [p for p in procs if "-m" in p["argv"] and p["argv"][p["argv"].index("-m") + 1:][:1] == ["server"]]
+def processes(host) -> list[dict]:
+    """Every process of the container: pid, ppid, threads, uid, exe, argv."""
+    out: list[dict] = []
+    for block in host.check_output("sh -c %s", PROCESSES).split("\npid ")[0:]:
+        lines = block.removeprefix("pid ").splitlines()
+        fields = dict(line.split(":", 1) for line in lines[1:] if ":" in line)
+        if not lines or "PPid" not in fields or "Threads" not in fields:
+            continue  # it ended while being read
+        argv = fields.get("argv", "").strip()
+        out.append({"pid": int(lines[0]), "ppid": int(fields["PPid"]), "threads": int(fields["Threads"]),
+                    "uid": int(fields["Uid"].split()[0]), "exe": fields.get("exe", "").strip(),
+                    "argv": [a for a in argv.split("\x1f") if a]})
+    return out
+
+
+def server_processes(host, impl: str = "python") -> list[dict]:
+    """The server's processes: `python3 -m server`, or one of the C servers' binaries."""
+    if impl == "zerohttpd":
+        return [p for p in processes(host) if p["exe"].startswith(ZEROHTTPD_DIR + "/")]
+    return [p for p in processes(host)
+            if "-m" in p["argv"] and p["argv"][p["argv"].index("-m") + 1:][:1] == ["server"]]
+
+
+def impl_of(expect) -> str:
+    return expect.get("impl") or "python"
+
+
+def skip_for_image(expect, why: str) -> None:
+    """A server image the scenario brings is held only to what the scenario says of it."""
+    if impl_of(expect) == "image":
+        pytest.skip(f"impl: image: {why}")
 
 
 def one(hosts, service):
@@ -76,33 +99,37 @@ def test_every_service_has_its_containers(expect, containers):
 
 
 @pytest.mark.parametrize("service", SERVICES)
-def test_running_and_not_unhealthy(containers, service):
+def test_running_and_not_unhealthy(expect, containers, service):
     """Docker's health checks run every 30 s (they cost measured CPU), so a young container may
     still be "starting"; what it serves is checked below (Redis from the server, the server from
-    each generator)."""
+    each generator). A server image the scenario brings has no health check of the lab's."""
     assert containers.get(service), f"no {service} container"
+    allowed = {"starting", "healthy"} | ({None} if service == "server" and impl_of(expect) == "image" else set())
     for c in containers[service]:
         c.reload()
         state = c.attrs["State"]
         assert state["Status"] == "running", f"{c.name} is {state['Status']}"
         health = (state.get("Health") or {}).get("Status")
-        assert health in ("starting", "healthy"), f"{c.name} is {health}"
+        assert health in allowed, f"{c.name} is {health}"
 
 
 @pytest.mark.parametrize("service", SERVICES)
-def test_runs_as_unprivileged_user(hosts, service):
+def test_runs_as_unprivileged_user(expect, hosts, service):
+    if service == "server":
+        skip_for_image(expect, "the scenario says nothing of the user its server runs as")
     for host in hosts[service]:
         uid = host.check_output("awk '/^Uid:/ {print $2}' /proc/1/status")
         assert uid != "0", f"{service}: PID 1 runs as root"
 
 
 def test_server_process_model(expect, hosts):
-    host = one(hosts, "server")
+    skip_for_image(expect, "the scenario says nothing of its processes")
+    host, impl = one(hosts, "server"), impl_of(expect)
     arch, workers = expect["arch"], int(expect["workers"])
     # Forked children come and go (forking) or start a moment after the master (preforked).
     deadline = time.monotonic() + 15
     while True:
-        procs = server_processes(host)
+        procs = server_processes(host, impl)
         pids = {p["pid"] for p in procs}
         masters = [p for p in procs if p["ppid"] not in pids]
         problem = None
@@ -131,15 +158,30 @@ def test_server_process_model(expect, hosts):
 
 
 def test_server_command_line(expect, hosts):
-    argv = server_processes(one(hosts, "server"))[0]["argv"]
+    skip_for_image(expect, "its command is the scenario's or the image's own")
+    host, impl = one(hosts, "server"), impl_of(expect)
+    procs = server_processes(host, impl)
+    assert procs, f"no server process found: {processes(host)}"
+    argv = procs[0]["argv"]
+    if impl == "zerohttpd":
+        # The arch's own binary, from the checkout's root, with its port and Redis' address.
+        assert {p["exe"] for p in procs} == {f"{ZEROHTTPD_DIR}/{expect['arch']}"}
+        assert argv[:2] == [f"./{expect['arch']}", str(expect.get("port", 8000))], argv
+        return
     args = dict(zip(argv, argv[1:]))
     assert args.get("--arch") == expect["arch"]
     assert args.get("--workers") == str(expect["workers"])
     assert args.get("--backlog") == str(expect["backlog"])
+    if expect.get("variant"):
+        assert args.get("--variant") == expect["variant"]
 
 
-def test_server_listens_on_8000(hosts):
+def test_server_listens_on_its_port(expect, hosts):
     host = one(hosts, "server")
+    port = int(expect.get("port", 8000))
+    if impl_of(expect) == "image" and not host.exists("cat"):
+        pytest.skip("impl: image without cat: its port is checked from the generators "
+                    "(test_loadgen_gets_an_answer_from_the_server)")
     listening = []
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         result = host.run("cat %s", table)
@@ -147,7 +189,7 @@ def test_server_listens_on_8000(hosts):
             fields = line.split()
             if fields[3] == "0A":  # LISTEN
                 listening.append(int(fields[1].rsplit(":", 1)[1], 16))
-    assert 8000 in listening, f"listening ports: {sorted(set(listening))}"
+    assert port in listening, f"listening ports: {sorted(set(listening))}"
 
 
 @pytest.mark.parametrize("service", SERVICES)
@@ -171,8 +213,12 @@ def test_memory_limit(expect, hosts, service):
 @pytest.mark.parametrize("service", SERVICES)
 def test_open_files_limit(expect, hosts, service):
     wanted = int(expect["nofile"])
+    impl = impl_of(expect)
     for host in hosts[service]:
-        pids = [p["pid"] for p in server_processes(host)] if service == "server" else [1]
+        # A server image's own processes are unknown here: its PID 1 (an init) passes its limit on.
+        own = service == "server" and impl != "image"
+        pids = [p["pid"] for p in server_processes(host, impl)] if own else [1]
+        assert pids, f"no {service} process found"
         for pid in pids:
             assert open_files_limit(host, pid) == (wanted, wanted), f"{service} pid {pid}"
 
@@ -188,10 +234,21 @@ def test_sysctls(expect, hosts, service):
             assert found.split() == str(value).split(), f"{service}: {name} = {found.strip()!r}"
 
 
-def test_redis_answers_ping_from_server(hosts):
-    out = one(hosts, "server").check_output(
-        "python3 -c %s", "import redis; print(redis.Redis(host='redis', port=6379, socket_timeout=5).ping())")
-    assert out == "True"
+def test_redis_answers_ping_from_server(expect, hosts):
+    skip_for_image(expect, "how it reaches Redis is its own; what it serves is checked from a generator")
+    host = one(hosts, "server")
+    if impl_of(expect) == "python":
+        out = host.check_output(
+            "python3 -c %s", "import redis; print(redis.Redis(host='redis', port=6379, socket_timeout=5).ping())")
+        assert out == "True"
+        return
+    # The C servers take Redis as an address on their command line (no python3 in their image):
+    # that address is Redis', and Redis answers there.
+    redis_ip = server_processes(host, "zerohttpd")[0]["argv"][2]
+    assert redis_ip in host.check_output("getent ahostsv4 redis").split()
+    pong = host.check_output("timeout 5 bash -c %s",
+                             f"exec 3<>/dev/tcp/{redis_ip}/6379; printf 'PING\\r\\n' >&3; head -c 5 <&3")
+    assert pong == "+PONG", pong
 
 
 def test_loadgen_has_its_tools(hosts, expect):
@@ -208,9 +265,25 @@ def test_loadgen_has_its_tools(hosts, expect):
             assert host.exists("wrk2"), "wrk2 missing: make images WRK2=/path/to/wrk2"
 
 
-def test_loadgen_reaches_server(hosts):
-    probe = ("import http.client; c = http.client.HTTPConnection('server', 8000, timeout=5); "
-             "c.request('GET', '/'); print(c.getresponse().status)")
+def test_loadgen_gets_an_answer_from_the_server(expect, hosts):
+    """Any HTTP answer to GET of the server's ready path, on its port: what says a run may start."""
+    probe = ("import http.client, sys; c = http.client.HTTPConnection('server', int(sys.argv[1]), timeout=5); "
+             "c.request('GET', sys.argv[2]); print(c.getresponse().status)")
     for host in hosts["loadgen"]:
-        status = host.check_output("python3 -I -S -c %s", probe)
+        status = host.check_output("python3 -I -S -c %s %s %s", probe, str(expect.get("port", 8000)),
+                                   expect.get("ready_path", "/"))
         assert status.isdigit(), f"server answered {status!r}"
+
+
+def test_server_serves_what_the_scenario_says(expect, hosts):
+    """The checks a run starts with (loadgen/verify.py), from a generator, for the request kinds
+    the server is held to: last, as its guestbook POST leaves a remark in Redis."""
+    kinds = expect.get("served") or ["guestbook_get", "guestbook_post", "static"]
+    script = ("import json, sys; from loadgen.verify import verify_server; "
+              "print(json.dumps(verify_server(sys.argv[1], sys.argv[2], kinds=sys.argv[3].split(','))))")
+    url = f"http://server:{expect.get('port', 8000)}"
+    out = one(hosts, "loadgen").check_output("cd /app && python3 -c %s %s %s %s", script, url,
+                                             expect.get("static_path", "/index.html"), ",".join(kinds))
+    answer = json.loads(out)
+    failed = [f"{c['name']}: {c['detail']}" for c in answer["checks"] if not c["passed"]]
+    assert answer["passed"], "; ".join(failed)
