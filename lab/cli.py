@@ -111,7 +111,7 @@ def cmd_tools(args) -> int:
 def cmd_plan(args) -> int:
     from lab.plan import plan_runs
 
-    runs = plan_runs(load_scenario(args.name))
+    runs = plan_runs(present_servers(load_scenario(args.name)))
     table = Table("run", "arch", "connections", "rate", "tool", "duration", "generators")
     for r in runs:
         table.add_row(r.id, r.arch, str(r.connections), str(r.rate or ""), r.tool, f"{r.duration_s:g} s",
@@ -135,8 +135,12 @@ def cmd_scenario(args) -> int:
         scenario = scenario.model_copy(update={"accept_weaker_cpu_limits": True})
     if args.engine == "swarm":
         from lab.environment.swarm import check_swarm_constraints
+        from lab.scenario import servers
 
-        check_swarm_constraints(scenario)
+        for server in servers(scenario):  # each server of a sweep over servers, as server:
+            check_swarm_constraints(scenario.model_copy(update={"server": server}))
+    left_out: list[str] = []
+    scenario = present_servers(scenario, left_out)
     runs = plan_runs(scenario)
     digest = scenario_digest(scenario) + ("" if args.engine == "compose" else f"-{args.engine}")
     with ControllerLock(f"scenario {scenario.name}"):
@@ -145,6 +149,8 @@ def cmd_scenario(args) -> int:
             environment = host_facts() | {"engine": args.engine}
             store = ResultStore.create(args.results, scenario.model_dump(mode="json"), digest, runs,
                                        environment, statistics_block(scenario))
+            for note in left_out:
+                store.add_note(note)
         status = run_plan(store, runs, environment_factory(args.engine), Progress(console),
                           extend=lambda entries: next_round(scenario, entries), steady=scenario.steady_state)
     print_summary(store.doc)
@@ -152,6 +158,20 @@ def cmd_scenario(args) -> int:
     if store.doc.get("problems"):
         return 1
     return {"complete": 0, "interrupted": 130}.get(status, 1)
+
+
+def present_servers(scenario, notes: list[str] | None = None):
+    """The scenario less its optional servers whose image is not here, each said on the console
+    (and added to `notes`, for the result)."""
+    from lab.images import image_present
+    from lab.plan import without_absent_servers
+
+    scenario, left_out = without_absent_servers(scenario, image_present)
+    for note in left_out:
+        console.print(f"[yellow]note: {note}[/yellow]", highlight=False, soft_wrap=True)
+    if notes is not None:
+        notes += left_out
+    return scenario
 
 
 def print_summary(doc: dict) -> None:
@@ -211,42 +231,33 @@ def print_cells(doc: dict) -> None:
 
 
 def cmd_verify(args) -> int:
+    """Brings up each environment the scenario's plan needs (one per server image: a sweep over
+    servers has several), checks it with tests/infra and tears it down."""
+    import os
+
     from lab.environment import environment_factory
-    from lab.environment.infra_checks import run_infra_checks
+    from lab.environment.infra_checks import environments_of, infra_expectation, run_infra_checks
     from lab.plan import plan_runs
     from lab.runner import compose_project_name
 
     _require_name(args.name)
-    run = plan_runs(load_scenario(args.name))[0]
-    project = compose_project_name(f"zl-verify-{args.name}")
-    with ControllerLock(f"verify {args.name}"), environment_factory("compose")(run, project) as env:
-        env.up()
-        code = run_infra_checks(env, infra_expectation(run))
-    console.print("[green]environment verified[/green]" if code == 0 else f"[red]checks failed ({code})[/red]")
-    return code
-
-
-def infra_expectation(run) -> dict:
-    """What tests/infra must find in a running environment of this run (run_infra_checks adds
-    the project and the number of generators)."""
-    return {
-        "arch": run.arch, "workers": run.workers, "backlog": run.backlog,
-        "cpusets": dict(run.cpusets), "mem_bytes": {k: size_bytes(v) for k, v in run.memory.items()},
-        "nofile": run.nofile, "tools": [run.tool],
-        "sysctls": {
-            "server": {"net.core.somaxconn": str(run.sysctls["somaxconn"]),
-                       "net.ipv4.ip_local_port_range": str(run.sysctls["ip_local_port_range"]),
-                       "net.ipv4.tcp_tw_reuse": str(run.sysctls["tcp_tw_reuse"])},
-            "loadgen": {"net.ipv4.ip_local_port_range": str(run.sysctls["ip_local_port_range"]),
-                        "net.ipv4.tcp_tw_reuse": str(run.sysctls["tcp_tw_reuse"])},
-        },
-    }
-
-
-def size_bytes(text: str) -> int:
-    units = {"b": 1, "k": 1024, "m": 1024 ** 2, "g": 1024 ** 3}
-    text = text.lower()
-    return int(text[:-1]) * units[text[-1]] if text[-1] in units else int(text)
+    scenario = load_scenario(args.name)
+    firsts = environments_of(plan_runs(present_servers(scenario)))
+    prefix = os.environ.get("ZL_PROJECT_PREFIX", "zl")
+    failed = []
+    with ControllerLock(f"verify {args.name}"):
+        for i, run in enumerate(firsts, 1):
+            project = compose_project_name(f"{prefix}-verify-{scenario.name}-e{i}")
+            console.print(f"environment {i} of {len(firsts)}: {run.impl} server, as for {run.cell}",
+                          highlight=False)
+            with environment_factory("compose")(run, project) as env:
+                env.up()
+                code = run_infra_checks(env, infra_expectation(run))
+            if code:
+                failed.append(f"{run.cell} ({code})")
+    console.print("[green]environment verified[/green]" if not failed
+                  else f"[red]checks failed: {', '.join(failed)}[/red]", highlight=False)
+    return 1 if failed else 0
 
 
 def cmd_report(args) -> int:
