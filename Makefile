@@ -32,7 +32,7 @@ scenario_tools = $(or $(shell out="$$($(PY) -m lab tools "$(NAME)" 2>/dev/null)"
 UV_VERSION := 0.13.9
 UPGRADE ?=
 
-.PHONY: help venv lock images scenario verify report report-check compare test test-unit bench-server bench-harness bench-noise cleanup clean
+.PHONY: help venv lock images scenario verify report report-check compare test test-unit bench-server bench-harness bench-noise cleanup clean swarm-lab swarm-lab-down test-swarm
 
 help:
 	@echo "make scenario NAME=<scenario> [ENGINE=compose|swarm] [FRESH=1]  run a scenario end to end"
@@ -45,6 +45,9 @@ help:
 	@echo "make bench-server [C_SERVERS=dir]  requests/second of each architecture on the host"
 	@echo "make bench-harness             seconds the harness adds to every run"
 	@echo "make bench-noise [REPEATS=6] [DURATION=10] [BACKLOG=n]  spread of one cell and false-positive rate of compare"
+	@echo "make swarm-lab [NODES=3]       a multi-node swarm test bed on this machine (prints its DOCKER_HOST)"
+	@echo "make swarm-lab-down            remove the test bed"
+	@echo "make test-swarm                scenarios across the test bed's nodes, and the loss of a node"
 	@echo "make cleanup                   remove the containers, networks and volumes the lab left behind (its own label only)"
 	@echo "make lock [UPGRADE=1]          regenerate the hashed lock files from the .in files"
 
@@ -112,6 +115,21 @@ bench-harness: images
 
 bench-noise: images
 	$(PY) bench/bench_noise.py $(if $(REPEATS),--repeats $(REPEATS)) $(if $(DURATION),--duration $(DURATION)) $(if $(BACKLOG),--backlog $(BACKLOG))
+
+# The multi-node Swarm test bed (lab/swarmlab.py, docs/swarm.md): its node image is built only here.
+NODES ?= 3
+swarm-lab: images
+	IMAGES=swarm-node PYTHON="$(PY)" bash docker/build-images.sh
+	$(PY) -m lab.swarmlab up --nodes $(NODES)
+
+swarm-lab-down: venv
+	$(PY) -m lab.swarmlab down
+
+test-swarm: TOOLS = wrk oha
+test-swarm: images
+	IMAGES=swarm-node PYTHON="$(PY)" bash docker/build-images.sh
+	ZL_PROJECT_PREFIX=zltest $(PY) -m pytest tests/swarm -q -p no:cacheprovider; rc=$$?; \
+	  $(PY) -m lab cleanup --prefix zltest; exit $$rc
 
 cleanup: venv
 	$(PY) -m lab cleanup --prefix zl

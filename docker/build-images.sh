@@ -10,7 +10,8 @@
 #   4. zerolab/redis, zerolab/server, zerolab/loadgen and zerolab/nginx (the ceiling: Debian's
 #      nginx serving server/public/), labelled with the git commit; zerolab/zerohttpd too when
 #      ZEROHTTPD names a checkout of the article's C servers that its user built with its own
-#      Makefile (never compiled or fetched here).
+#      Makefile (never compiled or fetched here); zerolab/swarm-node (a Docker Engine in a
+#      container, the nodes of `make swarm-lab`) only when IMAGES names it.
 #
 # Environment: TOOLS (the load generators wanted, e.g. "wrk oha"; default wrk, which is always
 # there), BASE_IMAGE, WRK2 (path to a wrk2 binary for the loadgen image), ZEROHTTPD (path to a
@@ -26,7 +27,7 @@ PYTHON="${PYTHON:-python3}"
 WRK2="${WRK2:-}"
 ZEROHTTPD="${ZEROHTTPD:-}"
 ZEROHTTPD_ARCHS="iterative forking preforked threaded prethreaded poll epoll"
-KNOWN_IMAGES="redis server loadgen nginx zerohttpd"
+KNOWN_IMAGES="redis server loadgen nginx zerohttpd swarm-node"
 IMAGES="${IMAGES:-redis server loadgen nginx${ZEROHTTPD:+ zerohttpd}}"
 TOOLS="${TOOLS:-wrk}"
 KNOWN_TOOLS="wrk wrk2 oha"

@@ -2,7 +2,8 @@
 whose name has a prefix.
 
 Everything docker-compose.yml and compose/swarm-stack.yml create carries LAB_LABEL beside the
-engine's project (or stack) label. Only objects with both are touched: a project of the user's
+engine's project (or stack) label, and so do the nodes of the multi-node test bed beside its own
+(HARNESS_LABEL). Only objects with both are touched: a project of the user's
 own that happens to be called `zl...` is left alone. One object that cannot be removed does not
 stop the others; the report says what went and what did not, with the reason.
 """
@@ -18,13 +19,15 @@ LAB_LABEL = "io.zerolab.lab"  # value "1" on every container, service, network a
 LAB_LABEL_VALUE = "1"
 PROJECT_LABEL = "com.docker.compose.project"
 STACK_LABEL = "com.docker.stack.namespace"
+# The multi-node test bed's nodes, network and volumes (lab/swarmlab.py): value, its name.
+HARNESS_LABEL = "io.zerolab.swarmlab"
 
 
 def is_lab_object(labels: dict | None, prefix: str) -> bool:
-    """True for an object the lab made (LAB_LABEL) of a project or stack named `prefix*`."""
+    """True for an object the lab made (LAB_LABEL) of a project, stack or test bed named `prefix*`."""
     labels = labels or {}
     return labels.get(LAB_LABEL) == LAB_LABEL_VALUE and any(
-        str(labels.get(k, "")).startswith(prefix) for k in (PROJECT_LABEL, STACK_LABEL))
+        str(labels.get(k, "")).startswith(prefix) for k in (PROJECT_LABEL, STACK_LABEL, HARNESS_LABEL))
 
 
 @dataclass
