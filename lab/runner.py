@@ -301,11 +301,16 @@ class EnvironmentSession:
                 host = monitor.stop() if monitor else {"available": False,
                                                        "reason": "this engine's nodes are not this host"}
                 found = evidence.stop()
+            lost = self._node_trouble()
+            if lost:  # the server's node, say: the generators ran on, against nothing
+                raise RunFailed(f"a node was lost during the run: {lost}")
             enter("recording")
             after = settled_counters(self.agents[0])
             fields = summarise(run, results, stats, before, after, verification, containers,
                                series=series.points, host_health=host, steady=self.steady,
                                warmup_errors=warmup_errors)
+            if hasattr(self.env, "run_facts"):  # across nodes: placement, clocks, limits applied
+                fields.update(self.env.run_facts(results))
             timeline.append(["complete", round(time.monotonic() - t0, 3)])
             fields.update(start_state=start_state, provenance=provenance, timeline=timeline,
                           started_at=entry["started_at"], evidence=found)
@@ -340,16 +345,27 @@ class EnvironmentSession:
         if progress:
             def on_progress(elapsed, statuses):
                 progress(max(0.0, elapsed - START_DELAY_S))
-        shares = run_on_agents([agent.url for agent in self.agents], spec, start_delay_s=START_DELAY_S,
-                               on_progress=on_progress, run_id=run_id, token=self.token, poll_s=0.5)
+        try:
+            shares = run_on_agents([agent.url for agent in self.agents], spec, start_delay_s=START_DELAY_S,
+                                   on_progress=on_progress, run_id=run_id, token=self.token, poll_s=0.5)
+        except AgentError as exc:  # a generator that stopped answering: its node may be gone
+            lost = self._node_trouble(exc.url)
+            raise RunFailed(f"{lost}: {exc}" if lost else str(exc)) from None
         for share in shares:
             if share["state"] != "done":
                 who = hostnames.get(share["agent"]) or share["agent"]
-                raise RunFailed(f"generator {who} {share['state']}: {share['error']}{self._server_exit()}")
+                lost = self._node_trouble()
+                raise RunFailed(f"generator {who} {share['state']}: {share['error']}{self._server_exit()}"
+                                + (f"; {lost}" if lost else ""))
         # Everything each agent said of its share (tool start and end, its own CPU) is kept.
         return [{"node": hostnames.get(s["agent"]), **{k: v for k, v in s.items() if k not in ("state", "error")}}
                 for s in shares]
 
+
+    def _node_trouble(self, agent_url: str | None = None) -> str | None:
+        """On an engine of several nodes: a sentence naming the nodes that went away."""
+        check = getattr(self.env, "node_trouble", None)
+        return check(agent_url) if check else None
 
     def _server_exit(self) -> str:
         """The server's own end, when it ended under the load: it explains the tool's failure
