@@ -261,6 +261,14 @@ class Sweep(Strict):
     # Servers side by side in one result: each merged over `server:` (merged_server).
     server: Optional[list[SweepServer]] = Field(None, min_length=1)
 
+    @model_serializer(mode="wrap")
+    def _without_unused_servers(self, handler):
+        # Left out when unused, so scenarios written before it keep their digest (and resume).
+        data = handler(self)
+        if data.get("server") is None:
+            data.pop("server", None)
+        return data
+
     @field_validator("connections", "rate")
     @classmethod
     def _positive(cls, v):
