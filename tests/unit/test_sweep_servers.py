@@ -215,3 +215,9 @@ def test_the_side_by_side_scenario_is_article_quick_for_three_implementations():
     assert {r.id for r in runs if r.variant == "faithful"} == {r.id for r in plan_runs(quick)}
     kept, notes = without_absent_servers(s, lambda ref: False)
     assert len(plan_runs(kept)) == 2 * 7 * 6 * 3 and len(notes) == 1
+
+
+def test_a_sweep_without_servers_dumps_as_before():
+    # Results started before sweep.server resume only into a scenario of the same digest.
+    dumped = scenario(sweep={"arch": ["poll"]}).model_dump(mode="json")["sweep"]
+    assert dumped == {"arch": ["poll"], "variant": None, "connections": None, "rate": None}
