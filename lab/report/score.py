@@ -372,10 +372,10 @@ def bootstrap_levels(levels: list[tuple[LevelScore, dict[str, list[float]]]],
     if not taus:
         return taus, None
     stacked = np.vstack(list(taus.values()))
-    with np.errstate(invalid="ignore"):
-        defined = ~np.isnan(stacked)
-        counts = defined.sum(axis=0)
-        mean = np.where(counts > 0, np.nansum(stacked, axis=0) / np.maximum(counts, 1), np.nan)
+    # each resample's mean as the point estimate's (statistics.fmean: exactly rounded), so a
+    # resample equal to the data gives exactly the point estimate
+    mean = np.array([statistics.fmean(col[~np.isnan(col)]) if (~np.isnan(col)).any()
+                     else np.nan for col in stacked.T])
     return taus, mean
 
 
@@ -385,8 +385,7 @@ def percentile_interval(values: np.ndarray) -> tuple[float, float] | None:
     if not len(values):
         return None
     lo, hi = np.percentile(values, INTERVAL_PERCENTILES)
-    # rounded: a mean over levels computed in another order differs in the last bits
-    return round(float(lo), 12), round(float(hi), 12)
+    return float(lo), float(hi)
 
 
 # --- the score -------------------------------------------------------------------------------
