@@ -182,10 +182,14 @@ class SwarmLab:
 
     def _load_images(self, containers: list, images: tuple[str, ...]) -> None:
         """One `docker save` of every image, loaded by every node at once."""
+        if not images:
+            return
         with tempfile.TemporaryDirectory(prefix=f"{self.name}-") as tmp:
             archive = Path(tmp) / "images.tar"
-            subprocess.run(["docker", "save", "-o", str(archive), *images], check=True,
-                           capture_output=True, timeout=600)
+            out = subprocess.run(["docker", "save", "-o", str(archive), *images], capture_output=True,
+                                 text=True, timeout=600)
+            if out.returncode != 0:
+                raise SwarmLabError(f"docker save {' '.join(images)} failed: {out.stderr.strip()}")
 
             def load(c) -> None:
                 out = subprocess.run(["docker", "-H", f"tcp://{self.address(c)}:{DAEMON_PORT}", "load", "-q",

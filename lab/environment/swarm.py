@@ -2,13 +2,19 @@
 
 The same images and agent protocol as on Compose. What differs, and is recorded with every
 result: CPU sets become CPU-count limits (Swarm cannot pin), and services are placed by node
-labels rather than on this machine.
+labels rather than on this machine. Across nodes, every run also records which node ran what,
+the CPU limit each task got, each node's clock offset to the controller (from its agent's wall
+clock) and the generators' start skew with those offsets taken out; a node that goes away
+fails the run naming it (node_trouble()), and no new environment starts while the generators
+would have fewer nodes than the swarm has (bring the node back, or ask for fewer generators).
 """
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import time
+import urllib.request
 
 import docker
 from docker.errors import APIError, NotFound
@@ -23,6 +29,10 @@ STACK_FILE = ROOT / "compose" / "swarm-stack.yml"
 # (the services' stop_grace_period is 10 s).
 STRAGGLER_GRACE_S = 30
 SERVER_LABEL, LOAD_LABEL = "zerolab.server", "zerolab.load"
+CLOCK_SAMPLES = 5      # health round trips per agent; the shortest one gives the clock offset
+# Seconds a lost generator's node is given to be marked down by the manager (its heartbeat
+# period is 5 s), so that the failure can say what Swarm saw.
+NODE_DOWN_WAIT_S = 30
 
 
 def check_swarm_constraints(scenario: Scenario) -> None:
@@ -52,6 +62,10 @@ class SwarmEnvironment:
         self.generators = generators
         self.agent_token = agent_token  # kept out of `variables`, which results record
         self.client = docker.from_env()
+        # This machine's engine (a unix socket) reaches its own tasks on 127.0.0.1; a remote
+        # manager (DOCKER_HOST=tcp://...) means every task is reached on its node's address.
+        self.local = not str(self.client.api.base_url).startswith(("http://", "https://"))
+        self.agents: dict[str, dict] = {}  # agent url -> {"task", "node", "node_id"}
 
     # ------------------------------------------------------------ lifecycle
 
@@ -219,12 +233,16 @@ class SwarmEnvironment:
     def agent_urls(self) -> list[str]:
         urls = []
         here = self.client.info().get("Name")
+        self.agents = {}
         for task in self._tasks("loadgen"):
             ports = (task.get("Status", {}).get("PortStatus") or {}).get("Ports") or []
             port = next((p["PublishedPort"] for p in ports if p.get("TargetPort") == AGENT_PORT), None)
             if port is None:
                 raise RuntimeError(f"generator task {task['ID'][:12]} publishes no agent port")
-            urls.append(f"http://{self._node_address(task['NodeID'], here)}:{port}")
+            url = f"http://{self._node_address(task['NodeID'], here)}:{port}"
+            self.agents[url] = {"task": task["ID"][:12], "node_id": task["NodeID"],
+                                "node": self._hostname(task["NodeID"])}
+            urls.append(url)
         return urls
 
     def containers(self) -> dict[str, list]:
@@ -248,9 +266,9 @@ class SwarmEnvironment:
         return ids
 
     def describe(self) -> dict:
-        nodes = [{"id": n.id, "hostname": n.attrs["Description"]["Hostname"],
-                  "address": n.attrs["Status"].get("Addr"), "role": n.attrs["Spec"].get("Role"),
-                  "labels": n.attrs["Spec"].get("Labels") or {}} for n in self.client.nodes.list()]
+        if not self.agents:
+            self.agent_urls()
+        nodes = self.node_facts()
         names = {n["id"]: n["hostname"] for n in nodes}
         placement = {s: sorted(names.get(t["NodeID"], t["NodeID"]) for t in self._tasks(s)) for s in SERVICES}
         v = self.stack_variables()
@@ -262,10 +280,128 @@ class SwarmEnvironment:
                         for s in SERVICES if v.get(f"ZL_{s.upper()}_CPUSET")]
         not_enforced.append(f"nofile {v.get('ZL_NOFILE', '')}: stack services keep the engine's default limit")
         version = self.client.version()
+        # Said per node: each applies the limits itself (each run's cpu_limits_applied reads
+        # them back per task).
+        not_enforced += [f"{node}: {s} cpuset {v[f'ZL_{s.upper()}_CPUSET']} given as a limit of "
+                         f"{v[f'ZL_{s.upper()}_CPUS']} CPU(s)"
+                         for s in SERVICES if v.get(f"ZL_{s.upper()}_CPUSET") for node in sorted(set(placement[s]))]
         return {"engine": "swarm", "docker_version": version.get("Version"),
                 "docker_api_version": version.get("ApiVersion"), "images": self.image_ids(),
                 "nodes": nodes, "placement": placement,
+                "clock_offsets_s": self.clock_offsets(),
                 "constraints": {"enforced": enforced, "not_enforced": not_enforced}}
+
+    # ------------------------------------------------------------ across nodes
+
+    def node_facts(self) -> list[dict]:
+        """Each node: its labels, state, cores, memory and Docker version as Swarm knows them,
+        and its kernel, which Swarm does not know: the manager's engine says its own, an agent
+        says that of its node."""
+        kernels = {self.client.info().get("Name"): self.client.info().get("KernelVersion")}
+        for url, agent in self.agents.items():
+            answer = self._health(url)
+            if answer and answer.get("kernel"):
+                kernels[agent["node"]] = answer["kernel"]
+        facts = []
+        for n in self.client.nodes.list():
+            d = n.attrs["Description"]
+            facts.append({"id": n.id, "hostname": d["Hostname"], "address": self._address(n),
+                          "role": n.attrs["Spec"].get("Role"), "labels": n.attrs["Spec"].get("Labels") or {},
+                          "state": n.attrs["Status"].get("State"),
+                          "cores": (d.get("Resources") or {}).get("NanoCPUs", 0) / 1e9,
+                          "memory_bytes": (d.get("Resources") or {}).get("MemoryBytes"),
+                          "docker_version": (d.get("Engine") or {}).get("EngineVersion"),
+                          "kernel": kernels.get(d["Hostname"])})
+        return facts
+
+    def clock_offsets(self) -> dict[str, dict]:
+        """Per node with an agent: its wall clock minus the controller's, in seconds, from the
+        health answer with the shortest round trip (offset = agent time - the request's
+        midpoint, within +- half that round trip)."""
+        offsets: dict[str, dict] = {}
+        for url, agent in self.agents.items():
+            best = None
+            for _ in range(CLOCK_SAMPLES):
+                t0 = time.time()
+                answer = self._health(url)
+                t1 = time.time()
+                if answer and "time" in answer and (best is None or t1 - t0 < best[1]):
+                    best = (answer["time"] - (t0 + t1) / 2, t1 - t0)
+            if best is not None:
+                mine = {"offset_s": round(best[0], 6), "uncertainty_s": round(best[1] / 2, 6)}
+                known = offsets.get(agent["node"])
+                if known is None or mine["uncertainty_s"] < known["uncertainty_s"]:
+                    offsets[agent["node"]] = mine
+        return offsets
+
+    def run_facts(self, generators: list[dict]) -> dict:
+        """What a run across nodes records beside its figures: the node of every task, the CPU
+        limit each task got as its node applied it, the clock offsets measured now, and the
+        generators' start skew with those offsets taken out."""
+        names = {n.id: n.attrs["Description"]["Hostname"] for n in self.client.nodes.list()}
+        offsets = self.clock_offsets()
+        by_agent = {g.get("agent"): g for g in generators}
+        tasks = []
+        for service in SERVICES:
+            for t in self._tasks(service):
+                limits = ((t.get("Spec") or {}).get("Resources") or {}).get("Limits") or {}
+                entry = {"service": service, "task": t["ID"][:12], "node": names.get(t["NodeID"], t["NodeID"]),
+                         "cpus_limit": limits.get("NanoCPUs", 0) / 1e9 or None}
+                entry["applied"] = self._applied_limits(t, by_agent)
+                tasks.append(entry)
+        starts = []
+        for g in generators:
+            node = (self.agents.get(g.get("agent")) or {}).get("node")
+            g_offset = (offsets.get(node) or {}).get("offset_s")
+            if g.get("tool_started_at") is not None and g_offset is not None:
+                starts.append(g["tool_started_at"] - g_offset)
+        skew = max(starts) - min(starts) if len(starts) == len(generators) and starts else None
+        return {"placement": {"tasks": tasks,
+                              "generators": [{"agent": g.get("agent"),
+                                              "node": (self.agents.get(g.get("agent")) or {}).get("node")}
+                                             for g in generators]},
+                "clock_offsets_s": offsets,
+                "start_skew_across_nodes_s": None if skew is None else round(skew, 6),
+                "cpu_limits_applied": {f"{e['service']} {e['task']}": e["applied"] for e in tasks}}
+
+    def _applied_limits(self, task: dict, by_agent: dict) -> dict:
+        """A generator's limits as its agent read them inside the task (cgroup quota, affinity);
+        another task's from its container, when it runs on the engine this controller talks to."""
+        for url, agent in self.agents.items():
+            if agent["task"] == task["ID"][:12] and (by_agent.get(url) or {}).get("cpu_limits"):
+                return {"source": "the agent, inside the task", **by_agent[url]["cpu_limits"]}
+        container_id = ((task.get("Status") or {}).get("ContainerStatus") or {}).get("ContainerID")
+        try:
+            host = self.client.containers.get(container_id).attrs["HostConfig"] if container_id else None
+        except NotFound:
+            host = None
+        if host is None:
+            return {"source": "not read back: the task's node is not the engine this controller reaches"}
+        quota, period = host.get("CpuQuota") or 0, host.get("CpuPeriod") or 0
+        return {"source": "the container, as its engine created it",
+                "cpus": (host.get("NanoCpus") or 0) / 1e9 or (quota / period if quota and period else None),
+                "cpuset": host.get("CpusetCpus") or None}
+
+    def node_trouble(self, agent_url: str | None = None) -> str | None:
+        """A sentence naming the nodes of this stack that are gone, or None. With the url of an
+        agent that could not be reached, its node is named at once, and Swarm is given a while
+        to mark it down, so that the sentence says what Swarm saw."""
+        suspect = (self.agents.get(agent_url) or {}).get("node") if agent_url else None
+        deadline = time.monotonic() + (NODE_DOWN_WAIT_S if suspect else 0)
+        while True:
+            try:
+                nodes = {n.id: n.attrs for n in self.client.nodes.list()}
+            except docker.errors.DockerException as exc:
+                return f"the swarm manager ({self.client.api.base_url}) cannot be reached: {exc}"
+            used = {t["NodeID"] for s in SERVICES for t in self._tasks(s)} | {a["node_id"] for a in self.agents.values()}
+            lost = [f"node {a['Description']['Hostname']} ({self._roles(a)}) is {a['Status'].get('State')}"
+                    for node_id, a in nodes.items() if node_id in used and a["Status"].get("State") != "ready"]
+            if lost or time.monotonic() >= deadline:
+                break
+            time.sleep(1)
+        if suspect and not any(f"node {suspect} " in line for line in lost):
+            lost.insert(0, f"node {suspect} (generators) does not answer (Swarm still says it is ready)")
+        return "; ".join(lost) or None
 
     # ------------------------------------------------------------ helpers
 
@@ -274,11 +410,38 @@ class SwarmEnvironment:
         if info.get("LocalNodeState") != "active" or not info.get("ControlAvailable"):
             raise RuntimeError("ENGINE=swarm needs the Docker client to point at a swarm manager "
                                "(docker swarm init, or DOCKER_HOST of a manager)")
-        labels = [n.attrs["Spec"].get("Labels") or {} for n in self.client.nodes.list()]
+        nodes = self.client.nodes.list()
+        labels = [n.attrs["Spec"].get("Labels") or {} for n in nodes]
         for label, role in ((SERVER_LABEL, "the server and Redis"), (LOAD_LABEL, "the generators")):
             if not any(lbl.get(label) == "true" for lbl in labels):
                 raise RuntimeError(f"no node is labelled {label}=true for {role}: "
                                    f"docker node update --label-add {label}=true <node>")
+        self._check_nodes_ready(nodes)
+
+    def _check_nodes_ready(self, nodes: list) -> None:
+        """No environment on a swarm that has lost the server's node, nor one whose generators
+        would share fewer nodes than the swarm has for them: that would be another measurement."""
+        def labelled(label):
+            return [n for n in nodes if (n.attrs["Spec"].get("Labels") or {}).get(label) == "true"]
+
+        def ready(n):
+            return n.attrs["Status"].get("State") == "ready" and n.attrs["Spec"].get("Availability") == "active"
+
+        def named(found):
+            return ", ".join(f"{n.attrs['Description']['Hostname']} ({n.attrs['Status'].get('State')}, "
+                             f"{n.attrs['Spec'].get('Availability')})" for n in found)
+        servers = labelled(SERVER_LABEL)
+        if not any(ready(n) for n in servers):
+            raise RuntimeError(f"no node for the server and Redis is ready: {named(servers)}; bring it "
+                               "back, then run the same command again to resume")
+        load = labelled(LOAD_LABEL)
+        gone = [n for n in load if not ready(n)]
+        usable = len(load) - len(gone)
+        if gone and usable < self.generators:
+            raise RuntimeError(
+                f"generator node {named(gone)} is not ready: the {self.generators} generators would "
+                f"share {usable} node(s); bring it back and run the same command again to resume, "
+                f"or run with --generators {max(1, usable)} (a result of its own)")
 
     def _tasks(self, service: str) -> list[dict]:
         try:
@@ -288,11 +451,41 @@ class SwarmEnvironment:
         return [t for t in svc.tasks() if t.get("DesiredState") == "running"]
 
     def _node_address(self, node_id: str, here: str | None) -> str:
-        """`here`: this machine's node name (client.info()["Name"])."""
+        """`here`: the engine's own node name (client.info()["Name"])."""
         node = self.client.nodes.get(node_id)
-        if node.attrs["Description"]["Hostname"] == here:
+        if self.local and node.attrs["Description"]["Hostname"] == here:
             return "127.0.0.1"  # this machine's own tasks
-        return node.attrs["Status"]["Addr"]
+        return self._address(node)
+
+    @staticmethod
+    def _address(node) -> str | None:
+        """A node's address; a manager may report 0.0.0.0 there, its manager address is right."""
+        addr = node.attrs["Status"].get("Addr")
+        if not addr or addr == "0.0.0.0":
+            addr = ((node.attrs.get("ManagerStatus") or {}).get("Addr") or "").rpartition(":")[0] or addr
+        return addr
+
+    def _hostname(self, node_id: str) -> str:
+        try:
+            return self.client.nodes.get(node_id).attrs["Description"]["Hostname"]
+        except NotFound:
+            return node_id
+
+    @staticmethod
+    def _roles(attrs: dict) -> str:
+        labels = attrs["Spec"].get("Labels") or {}
+        roles = [role for label, role in ((SERVER_LABEL, "server and Redis"), (LOAD_LABEL, "generators"))
+                 if labels.get(label) == "true"]
+        return ", ".join(roles) or "no lab label"
+
+    def _health(self, url: str) -> dict | None:
+        """The agent's full health answer (kernel, wall clock), or None when it does not answer."""
+        headers = {"Authorization": f"Bearer {self.agent_token}"} if self.agent_token else {}
+        try:
+            with urllib.request.urlopen(urllib.request.Request(f"{url}/health", headers=headers), timeout=3) as r:
+                return json.loads(r.read())
+        except (OSError, ValueError):
+            return None
 
     def _wait_running(self, timeout_s: float) -> None:
         """Swarm holds a task in 'starting' until its healthcheck passes, then 'running'."""
