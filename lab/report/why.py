@@ -197,7 +197,7 @@ def _run_outside_evidence(run: Run) -> dict[str, float]:
     errors = run.raw.get("errors") or {}
     requests = run.raw.get("requests")
     if errors and requests:
-        out["error_share"] = error_count(errors) / max(1, int(requests) + error_count(errors))
+        out["error_share"] = error_count(errors) / int(requests)   # as validity.judge counts
     gen = run.raw.get("generator_cpu_share") or {}
     if gen:
         out["generator_cpu_share"] = float(max(gen.values()))
@@ -497,7 +497,7 @@ def moved(before: dict[str, float], after: dict[str, float]) -> list[tuple[float
 def explain_collapse(cells: list[Cell]) -> dict[tuple[str, tuple], str]:
     """(arch, variant) -> what changed at the architecture's collapse point (score's) against the
     level before it: the figures that moved most, and the server's failure when it failed."""
-    from .score import arch_series, collapse_point
+    from .score import arch_series, collapse_point, server_exited
     out: dict[tuple[str, tuple], str] = {}
     groups: dict[tuple[str, tuple], list[Cell]] = {}
     for c in cells:
@@ -511,9 +511,15 @@ def explain_collapse(cells: list[Cell]) -> dict[tuple[str, tuple], str]:
         earlier = [c for c in mine if c.connections < point and c.connections in series]
         before = max(earlier, key=lambda c: c.connections) if earlier else None
         head = f"collapses at {point:,} connections"
-        if at.server_failed or point in failed:
+        if point in failed:
             reasons = at.failure_reasons
-            head += " (the server failed" + (f": {reasons[0]}" if reasons else "") + ")"
+            exited = [r for r in at.runs if server_exited(r)]
+            if reasons:
+                head += f" (the server failed: {reasons[0]})"
+            elif exited:
+                head += f" (the server exited under the load in {len(exited)} of {len(at.runs)} runs)"
+            else:
+                head += " (the server failed)"
         if before is None:
             out[key] = head + "; no level before it to compare"
             continue
@@ -524,8 +530,9 @@ def explain_collapse(cells: list[Cell]) -> dict[tuple[str, tuple], str]:
         if before.figure is not None and at.figure is not None:
             rps = [f"requests/s {_n(before.figure)} -> {_n(at.figure)}"]
         if not na or not nb:
-            side = before.connections if not nb else point
-            out[key] = head + ": " + "; ".join(rps + [f"no evidence at {side:,} to compare"])
+            sides = " and ".join(f"{c:,}" for c, n in ((before.connections, nb), (point, na))
+                                 if not n)
+            out[key] = head + ": " + "; ".join(rps + [f"no evidence at {sides} to compare"])
             continue
         top = [text for _, text in moved(fb, fa)[:COLLAPSE_SHOWN]]
         out[key] = head + ": " + "; ".join(rps + (top or ["no evidence figure moved"]))

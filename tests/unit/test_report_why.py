@@ -182,3 +182,22 @@ def test_evidence_plots_render_files(cells, tmp_path):
         assert unit in svg
     assert "the server failed" in svg and "(at 3,000)" in svg
     assert "tasks created per request" in focus.svg.read_text()
+
+
+def test_collapse_of_a_server_that_exited_says_so(tmp_path):
+    src = WHY.parents[1] / "collapse" / "20250301T100000"
+    dest = tmp_path / "c"
+    shutil.copytree(src, dest)
+    doc = json.loads((dest / "result.json").read_text())
+    doc.pop("cells")
+    for r in doc["runs"]:
+        if r["params"]["arch"] == "preforked" and r["params"]["connections"] == 3000:
+            r.update(status="failed", requests_per_sec=None,
+                     error="generator loadgen-1 failed: wrk exited with 1; the server had exited "
+                           "(code 137, SIGKILL): Killed")
+    (dest / "result.json").write_text(json.dumps(doc))
+    text = explain_collapse(group_cells(load_result(dest).runs))[("preforked", ())]
+    # recorded before evidence was: what moved cannot be said, only the figure and the failure
+    assert text.startswith("collapses at 3,000 connections (the server exited under the load in "
+                           "4 of 4 runs), against 1,000")
+    assert text.endswith("no evidence at 1,000 and 3,000 to compare")
