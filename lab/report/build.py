@@ -1,5 +1,5 @@
-"""`build_report`: results in, report dir out (report.html, score.json with each cell's
-summary, PNG and SVG plots)."""
+"""`build_report`: results in, report dir out: report.html, one page per run under runs/,
+score.json with each cell's summary, PNG and SVG plots under plots/."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from pathlib import Path
 
 from .baseline import load_article_table
 from .cells import group_cells, variant_label
-from .html import render_report, write
+from .html import Links, render_report, render_run, render_runs_index, run_page_name, write
 from .load import load_results, result_dirs
-from .plots import render_all
+from .plots import plot_latency_run, render_all
 from .score import SCORE_DEFINITION, score
 
 
@@ -51,8 +51,12 @@ def score_json(scores, cells=()) -> dict:
 
 
 def build_report(paths: list[Path] | None = None, out: Path | None = None,
-                 results_root: Path | None = None) -> Path:
-    """Build the report of the given result dirs (or the latest); returns the HTML file's path."""
+                 results_root: Path | None = None, run_plots: bool = True) -> Path:
+    """Build the report of the given result dirs (or the latest); returns the main page's path.
+
+    `run_plots=False` leaves out each run's latency spectrum plot (its page says so): the
+    slowest part of a large sweep's report, and nothing the main page shows.
+    """
     paths = [Path(p) for p in paths] if paths else None
     results = load_results(paths, results_root)
     out = Path(out) if out else default_out(paths, results[0].path)
@@ -61,4 +65,11 @@ def build_report(paths: list[Path] | None = None, out: Path | None = None,
     scores = score(cells, table)
     plots = render_all(results, cells, table, out / "plots")
     write(out / "score.json", json.dumps(score_json(scores, cells), indent=1) + "\n")
-    return write(out / "report.html", render_report(results, cells, scores, plots, table))
+    run_links = Links(out, out / "runs")
+    for c in cells:
+        for r in c.runs:
+            plot = plot_latency_run(r, out / "plots" / "runs") if run_plots else None
+            write(out / "runs" / run_page_name(r), render_run(r, c, plot, run_links))
+    write(out / "runs" / "index.html", render_runs_index(cells, run_links))
+    return write(out / "report.html",
+                 render_report(results, cells, scores, plots, table, links=Links(out, out)))

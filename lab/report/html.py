@@ -6,8 +6,8 @@ script, and no reference outside the report's own directory.
 
 from __future__ import annotations
 
-import base64
 import json
+import os
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -65,20 +65,32 @@ def render(template: str, **context) -> str:
 
 # --- links: what a page refers to, relative to where it is ---------------------------------------
 
+def run_page_name(run: Run) -> str:
+    """The run's page under runs/: two results of one sweep repeat the same run ids."""
+    return slug(f"{run.result_id}-{run.id}") + ".html"
+
+
 @dataclass
 class Links:
-    """How a page reaches plots and run pages. `inline` embeds the plots as data URIs."""
-    inline: bool = True
+    """How a page in `page_dir` reaches the report's files: plots and run pages by a path
+    relative to it, so the report can be moved or opened from disk as a whole."""
+    report_dir: Path
+    page_dir: Path
+
+    def _rel(self, path: Path) -> str:
+        return Path(os.path.relpath(path, self.page_dir)).as_posix()
 
     def plot_src(self, plot: PlotFile) -> str:
-        data = base64.b64encode(plot.png.read_bytes()).decode("ascii")
-        return f"data:image/png;base64,{data}"
+        return self._rel(plot.svg)
 
-    def plot_href(self, plot: PlotFile, kind: str) -> str | None:
-        return None
+    def plot_href(self, plot: PlotFile, kind: str) -> str:
+        return self._rel(plot.png if kind == "png" else plot.svg)
 
-    def run_href(self, run: Run) -> str | None:
-        return None
+    def run_href(self, run: Run) -> str:
+        return self._rel(self.report_dir / "runs" / run_page_name(run))
+
+    def href(self, name: str) -> str:
+        return self._rel(self.report_dir / name)
 
 
 # --- the main page ------------------------------------------------------------------------------
@@ -154,8 +166,7 @@ def environment_rows(res: Result) -> list[tuple[str, str]]:
 
 def report_context(results: list[Result], cells: list[Cell], scores: list[Score],
                    plots: dict[str, list[PlotFile]], table_: ArticleTable,
-                   links: Links | None = None, whys: dict | None = None) -> dict:
-    links = links or Links()
+                   links: Links, whys: dict | None = None) -> dict:
     whys = whys or {}
     runs = [r for c in cells for r in c.runs]
     untrusted = [r for r in runs if not r.trusted]
@@ -175,13 +186,166 @@ def report_context(results: list[Result], cells: list[Cell], scores: list[Score]
         environments=[{"label": f"{res.scenario} / {res.result_id}", "rows": environment_rows(res)}
                       for res in results],
         plot_src=links.plot_src, plot_href=links.plot_href, run_href=links.run_href,
-        run_variant=lambda r: "",
+        runs_href=links.href("runs/index.html"),
     )
 
 
 def render_report(results: list[Result], cells: list[Cell], scores: list[Score],
                   plots: dict[str, list[PlotFile]], table_: ArticleTable, **kw) -> str:
     return render("report.html.j2", **report_context(results, cells, scores, plots, table_, **kw))
+
+
+# --- a run's own page ----------------------------------------------------------------------------
+
+# Which entry of an evidence `sources` map says where a figure comes from: (group, key prefix).
+_EVIDENCE_SOURCE = [("cpu", "throttl", "throttling"), ("cpu", "periods", "throttling"),
+                    ("cpu", "softirq", "softirq"), ("cpu", "", "cpu"),
+                    ("page_faults", "", "page_faults"), ("context_switches", "", "context_switches"),
+                    ("tasks", "created", "tasks_created"), ("tasks", "", "tasks"), ("fds", "", "fds"),
+                    ("net", "time_wait", "time_wait"), ("net", "accept_queue", "accept_queue"),
+                    ("net", "", "net")]
+_EVIDENCE_GROUPS = ("cpu", "page_faults", "context_switches", "tasks", "fds", "net")
+
+
+def _figure(value) -> str:
+    if isinstance(value, bool) or value is None:
+        return "—" if value is None else str(value).lower()
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:,.3f}" if abs(value) < 100 else f"{value:,.0f}"
+    if isinstance(value, dict):
+        return "; ".join(f"{k}: {_figure(v)}" for k, v in value.items()) or "—"
+    if isinstance(value, list):
+        return ", ".join(_figure(v) for v in value) or "—"
+    return str(value)
+
+
+def _evidence_source(sources: dict, group: str, key: str) -> str:
+    for g, prefix, name in _EVIDENCE_SOURCE:
+        if g == group and key.startswith(prefix) and name in sources:
+            return sources[name]
+    return sources.get(group, "")
+
+
+def evidence_view(evidence: dict | None) -> dict | None:
+    """The run's evidence as rows: service, figure, value, per second, where it comes from."""
+    if not evidence:
+        return None
+    if evidence.get("available") is False and "services" not in evidence:
+        return {"available": False, "reason": evidence.get("reason") or "not recorded", "rows": [],
+                "services": [], "about": []}
+    shared = evidence.get("sources") or {}
+    services = []
+    for name, ev in (evidence.get("services") or {}).items():
+        if not ev.get("available", True):
+            services.append({"name": name, "available": False, "reason": ev.get("reason"),
+                             "rows": [], "unavailable": {}})
+            continue
+        sources = dict(shared, **(ev.get("sources") or {}))
+        per_s = ev.get("per_s") or {}
+        rows = []
+        for group in _EVIDENCE_GROUPS:
+            for key, value in (ev.get(group) or {}).items():
+                rate = (per_s.get("tasks_created" if (group, key) == ("tasks", "created") else key)
+                        if group in ("context_switches", "page_faults", "tasks", "net") else None)
+                rows.append({"figure": f"{group}.{key}", "value": _figure(value),
+                             "per_s": _figure(rate) if rate is not None else "",
+                             "source": _evidence_source(sources, group, key)})
+        services.append({"name": name, "available": True, "rows": rows,
+                         "unavailable": ev.get("unavailable") or {},
+                         "containers": ev.get("containers")})
+    machine = evidence.get("machine") or {}
+    about = [("window (s)", _figure(evidence.get("window_s"))),
+             ("samples, every (s)", f"{_figure(evidence.get('samples'))}, "
+                                    f"{_figure(evidence.get('every_s'))}"),
+             ("sampler CPU (s, share of a core)", f"{_figure(evidence.get('sampler_cpu_s'))}, "
+                                                  f"{fmt_pct(evidence.get('sampler_cpu_share'), 2)}")]
+    if machine:
+        about.append(("whole machine: processes created, context switches",
+                      f"{_figure(machine.get('processes_created'))}, "
+                      f"{_figure(machine.get('context_switches'))} ({machine.get('source', '')})"))
+    if evidence.get("sampler_errors"):
+        about.append(("sampler errors", _figure(evidence["sampler_errors"])))
+    return {"available": True, "services": services, "about": about}
+
+
+def timeline_rows(timeline: list | None) -> list[tuple[str, float, float | None]]:
+    """(state, entered at s, lasted s) of each state the run went through."""
+    rows = []
+    entries = [(str(e[0]), float(e[1])) for e in timeline or [] if len(e) >= 2]
+    for i, (state, t) in enumerate(entries):
+        nxt = entries[i + 1][1] if i + 1 < len(entries) else None
+        rows.append((state, t, None if nxt is None else nxt - t))
+    return rows
+
+
+def generator_rows(run: Run) -> list[dict]:
+    shares = run.raw.get("generator_cpu_share") or {}
+    rows = []
+    for g in run.raw.get("generators") or []:
+        who = str(g.get("node") or g.get("agent"))
+        result = g.get("result") or {}
+        rows.append({"agent": g.get("agent"), "node": g.get("node"),
+                     "cpu_share": shares.get(who, g.get("cpu_share")),
+                     "requests_per_sec": result.get("requests_per_sec"),
+                     "requests": result.get("requests")})
+    return rows
+
+
+def run_context(run: Run, cell: Cell | None, plot: PlotFile | None, links: Links,
+                why=None, evidence_plots: list[PlotFile] | None = None) -> dict:
+    raw = run.raw
+    figures = [("requests/second (the tool's)", fmt_num(run.requests_per_sec, 1)),
+               ("requests", fmt_num(raw.get("requests"))),
+               ("duration (s)", fmt_num(raw.get("duration_s"), 2)),
+               ("errors", _figure(raw.get("errors") or {})),
+               ("latency kind, source", f"{run.latency_kind}, {run.latency_source}")]
+    figures += [(f"latency {k} (ms)", fmt_num(v, 2)) for k, v in run.latency_ms.items()]
+    side = run.server_side
+    if side:
+        figures += [("server's own count: requests/second over the steady window",
+                     fmt_num(side.get("requests_per_sec"), 1)),
+                    ("steady window (s), drift, stable",
+                     f"{_figure(side.get('window_s'))}, {_figure(side.get('drift'))}, "
+                     f"{_figure(side.get('stable'))}" + (f" ({side['reason']})"
+                                                         if side.get("reason") else "")),
+                    ("tool against the server's count",
+                     "—" if side.get("disagreement") is None else
+                     f"{side['disagreement'] * 100:.1f}% apart"
+                     + (", explained by requests in flight" if side.get("disagreement_explained")
+                        else ""))]
+    host = raw.get("host_health")
+    return dict(
+        title=f"zerolab run {run.id} ({run.result_id})", run=run, cell=cell, plot=plot, why=why,
+        params=[(k, _figure(v)) for k, v in run.params.items()], figures=figures,
+        evidence=evidence_view(raw.get("evidence")), evidence_plots=evidence_plots or [],
+        timeline=timeline_rows(raw.get("timeline")),
+        host_health=[(k, _figure(v)) for k, v in host.items()] if isinstance(host, dict) else [],
+        generators=generator_rows(run),
+        generator_cpu_source=raw.get("generator_cpu_source"),
+        start_skew_s=raw.get("start_skew_s"),
+        provenance=[(k, _figure(v)) for k, v in (raw.get("provenance") or {}).items()],
+        report_href=links.href("report.html"), runs_href=links.href("runs/index.html"),
+        cell_anchor=cell_anchor(cell) if cell else None,
+        plot_src=links.plot_src, plot_href=links.plot_href, run_href=links.run_href)
+
+
+def cell_anchor(c: Cell) -> str:
+    return slug(f"cell-{c.arch}-{c.connections}-{c.variant_label}")
+
+
+def render_run(run: Run, cell: Cell | None, plot: PlotFile | None, links: Links, **kw) -> str:
+    return render("run.html.j2", **run_context(run, cell, plot, links, **kw))
+
+
+def render_runs_index(cells: list[Cell], links: Links) -> str:
+    label = {id(r): c.variant_label for c in cells for r in c.runs}
+    return render("runs.html.j2", title="zerolab runs", runs=[r for c in cells for r in c.runs],
+                  show_variant=any(c.variant for c in cells),
+                  report_href=links.href("report.html"), plot_src=links.plot_src,
+                  plot_href=links.plot_href, run_href=links.run_href,
+                  run_variant=lambda r: label.get(id(r), ""))
 
 
 def write(path: Path, text: str) -> Path:

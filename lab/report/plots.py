@@ -479,7 +479,7 @@ def render_all(results: list[Result], cells: list[Cell], table: ArticleTable,
                out_dir: Path) -> dict[str, list[PlotFile]]:
     out_dir = Path(out_dir)
     plots: dict[str, list[PlotFile]] = {"throughput": [], "latency_cells": [],
-                                        "latency_overlay": [], "latency_run": [], "cpu": []}
+                                        "latency_overlay": [], "cpu": []}
     for normalised in (False, True):
         p = plot_throughput(cells, table, out_dir, normalised=normalised)
         if p:
@@ -491,11 +491,6 @@ def render_all(results: list[Result], cells: list[Cell], table: ArticleTable,
         p = plot_latency_overlay(cells, conc, out_dir)
         if p:
             plots["latency_overlay"].append(p)
-    for c in cells:
-        for r in c.runs:
-            p = plot_latency_run(r, out_dir / "runs")
-            if p:
-                plots["latency_run"].append(p)
     for res in results:
         p = plot_cpu(res, out_dir)
         if p:

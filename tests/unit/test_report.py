@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import shutil
 import statistics
 from contextlib import contextmanager
@@ -361,29 +362,46 @@ def test_report_files_exist_and_are_not_empty(report):
         pytest.approx(1 / 9)
 
 
-def test_report_html_needs_no_network(report):
-    _out, html = report
-    text = html.read_text()
+def assert_self_contained(page: Path, out: Path) -> None:
+    """Every reference of the page is an anchor or a file of the report itself: no scheme, no
+    absolute path, nothing outside the report's directory, nothing missing."""
+    text = page.read_text()
     parser = refs_of(text)
-    assert parser.refs, "the plots are embedded as images"
     for ref in parser.refs:
-        assert ref.startswith(("data:", "#")), ref
+        assert ":" not in ref and not ref.startswith("/"), (page, ref)
+        target = ref.split("#")[0]
+        if target:
+            path = (page.parent / target).resolve()
+            assert path.is_relative_to(out.resolve()) and path.is_file(), (page, ref)
     assert "http://" not in text and "https://" not in text
     assert "url(" not in text and "@import" not in text
     assert "script" not in parser.tags and "link" not in parser.tags and "iframe" not in parser.tags
 
 
+def test_report_html_needs_no_network(report):
+    out, html = report
+    assert refs_of(html.read_text()).refs, "the plots are referenced as files"
+    for page in [html, *(out / "runs").glob("*.html")]:
+        assert_self_contained(page, out)
+    # The pages' plots carry no reference outside themselves either.
+    for svg in (out / "plots").rglob("*.svg"):
+        assert not re.search(r"""(?:href|src)=["'](?!#|data:)""", svg.read_text()), svg
+
+
 def test_report_html_contents(report):
-    _out, html = report
+    out, html = report
     text = html.read_text()
     parser = refs_of(text)
-    images = [r for r in parser.refs if r.startswith("data:image/png;base64,")]
-    # throughput x2, latency against concurrency, latency per level, per run, CPU
-    assert len(images) == 2 + 1 + 3 + 18 + 1
+    images = [r for r in parser.refs if r.startswith("plots/") and r.endswith(".svg")]
+    # throughput x2, latency against concurrency, latency per level, CPU; each run's on its page
+    assert len(set(images)) == 2 + 1 + 3 + 1
     assert "Reproduction score" in text and "Kendall" in text
     assert "+0.111" in text  # overall score
     assert "+0.333" in text and "-1.000" in text
-    assert "untrusted: excluded" in text and "timeouts" in text  # shown with its reason
+    assert "timeouts" in text  # the untrusted run listed with its reason, linked to its page
+    assert 'href="runs/20250101T100000-poll-c1000-r1.html"' in text
+    page = (out / "runs" / "20250101T100000-poll-c1000-r1.html").read_text()
+    assert "untrusted: excluded" in page and "timeouts" in page
     assert "1,950 – 2,050" in text  # preforked at 100: its two repeats, the interval of n = 2
     assert "computed by the report" in text  # schema 1 stores no summaries
     assert "wide variations" in text
@@ -431,7 +449,8 @@ def test_default_out_is_the_run_dir_and_latest_is_used(tmp_path, monkeypatch):
 
 def test_cli_build(tmp_path):
     assert main(["build", str(A), "--out", str(tmp_path / "r")]) == 0
-    assert (tmp_path / "r" / "report.html").stat().st_size > 100_000
+    assert "Reproduction score" in (tmp_path / "r" / "report.html").read_text()
+    assert len(list((tmp_path / "r" / "runs").glob("*.html"))) == 18 + 1  # each run, the list
     assert main(["build", str(tmp_path / "nothing")]) == 1
 
 
@@ -507,10 +526,9 @@ def test_intervals_n_cv_and_convergence_in_the_tables(report_c):
 
 
 def test_report_c_needs_no_network(report_c):
-    _out, text = report_c
-    for ref in refs_of(text).refs:
-        assert ref.startswith(("data:", "#")), ref
-    assert "http://" not in text and "https://" not in text
+    out, _text = report_c
+    for page in [out / "report.html", *(out / "runs").glob("*.html")]:
+        assert_self_contained(page, out)
 
 
 def test_latency_kinds_never_share_an_axis(tmp_path):
