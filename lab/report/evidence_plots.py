@@ -15,11 +15,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .cells import Cell, arch_order, variant_label
+from matplotlib.ticker import FuncFormatter
+
 from .plots import (FAILED_COLOR, PlotFile, _concurrency_axis, _save, _slug, arch_color, plt)
 from .score import level_failed
 from .why import run_figures, server_evidence
 
 MINMAX_NOTE = "point: median of trusted repeats; bar: min-max"
+SYN_RETRIES_S = (1.0, 3.0)   # Linux resends an unanswered SYN after 1 s, then 3 s
+
+
+def _short(v, _pos=None) -> str:
+    return f"{v:,.3g}" if abs(v) < 1000 else f"{v:,.0f}"
 
 
 @dataclass(frozen=True)
@@ -141,6 +148,9 @@ def _figure(arch: str, cells: list[Cell], names: tuple[str, ...], out_dir: Path,
             ax.text(0.5, 0.5, "not in the evidence", transform=ax.transAxes, ha="center",
                     va="center", color="0.4")
             continue
+        if pname == "p99":
+            for s in SYN_RETRIES_S:
+                ax.axhline(s, color="0.5", ls=":", lw=1, label=f"SYN retry at {s:.0f} s")
         if panel.log and min(y for ln in ax.get_lines() for y in ln.get_ydata()) > 0:
             ax.set_yscale("log")
         elif panel.log:   # zeros (no overflow at all) stay on the axis
@@ -148,7 +158,10 @@ def _figure(arch: str, cells: list[Cell], names: tuple[str, ...], out_dir: Path,
             ax.set_ylim(bottom=0)
         else:
             ax.set_ylim(bottom=0)
-        if len(panel.lines) > 1 or len(by_variant) > 1:
+        if panel.log:
+            ax.yaxis.set_major_formatter(FuncFormatter(_short))
+            ax.yaxis.set_minor_formatter(FuncFormatter(_short))
+        if len(panel.lines) > 1 or len(by_variant) > 1 or pname == "p99":
             ax.legend(fontsize=8, frameon=False)
     for ax in list(axes.flat)[len(names):]:
         ax.set_visible(False)
