@@ -3,8 +3,9 @@ blocks in the shape lab/evidence.py writes (tests/data/results/why/20250401T1000
 
 - forking at 20: 490, 500, 480 req/s; 1.01 processes created per request, system CPU 5.7-5.9 s
   of 10 s of CPU (median 58%), 350 page faults and one Redis connection per request;
-- iterative at 300 with a backlog of 10: 1,480, 1,512, 1,600 listen overflows and 390, 399, 420
-  SYN retransmits, p99 2.80-2.82 s;
+- iterative at 300 with a backlog of 10: 1,480, 1,512, 1,600 listen overflows in the server's
+  network namespace and 390, 399, 420 SYN retransmits in the generator's (the client resends the
+  SYN the full queue dropped), p99 2.80-2.82 s;
 - poll at 1,000: runs recorded before evidence was;
 - threaded at 100, 1,000 and 3,000: a thread per request, 101, 1,001, 3,001 alive; at 3,000
   the server fails (12% timeouts) with 40,000 listen overflows, 9,000 SYN retransmits.
