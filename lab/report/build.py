@@ -3,7 +3,9 @@ score.json with each cell's summary, PNG and SVG plots under plots/."""
 
 from __future__ import annotations
 
+import importlib
 import json
+import sys
 from pathlib import Path
 
 from .baseline import load_article_table
@@ -35,8 +37,11 @@ def cell_json(c) -> dict:
                                for r in c.untrusted_runs]}
 
 
-def score_json(scores, cells=()) -> dict:
-    return {"definition": SCORE_DEFINITION, "variants": [{
+def _score_entry(s) -> dict:
+    to_json = getattr(s, "to_json", None)
+    if to_json is not None:
+        return to_json()
+    return {
         "variant": variant_label(s.variant),
         "overall": s.overall,
         "levels": [{"connections": lv.connections, "tau_b": lv.tau, "ours": lv.ours,
@@ -46,8 +51,55 @@ def score_json(scores, cells=()) -> dict:
         "collapse": [{"arch": c.arch, "ours": c.ours, "ours_by_server_failure": c.ours_by_failure,
                       "ours_peak": list(c.ours_peak) if c.ours_peak else None,
                       "article_same_levels": c.article_same_levels,
-                      "article_full_table": c.article_full} for c in s.collapses],
-    } for s in scores], "cells": [cell_json(c) for c in cells]}
+                      "article_full_table": c.article_full} for c in s.collapses]}
+
+
+def score_json(scores, cells=()) -> dict:
+    return {"definition": SCORE_DEFINITION, "variants": [_score_entry(s) for s in scores],
+            "cells": [cell_json(c) for c in cells]}
+
+
+def _optional(module: str, name: str, problems: list[str]):
+    """A function of a module that explains the figures (why, evidence_plots): the report is
+    built without it, and says so, when it cannot be imported."""
+    try:
+        return getattr(importlib.import_module(f"{__package__}.{module}"), name)
+    except Exception as e:  # noqa: BLE001 - any failure there leaves the rest of the report
+        problems.append(f"lab.report.{module}.{name} unavailable: {type(e).__name__}: {e}")
+        return None
+
+
+def _call(fn, problems: list[str], default, *args):
+    if fn is None:
+        return default
+    try:
+        return fn(*args)
+    except Exception as e:  # noqa: BLE001 - shown on the page; the figures still stand
+        problems.append(f"{fn.__module__}.{fn.__name__} failed: {type(e).__name__}: {e}")
+        print(f"report: {problems[-1]}", file=sys.stderr)
+        return default
+
+
+def explanations(cells, out: Path) -> dict:
+    """The why of each cell, what changed at each collapse and the evidence plots, from the
+    modules that compute them, each optional."""
+    problems: list[str] = []
+    explain_cell = _optional("why", "explain_cell", problems)
+    explain_collapse = _optional("why", "explain_collapse", problems)
+    render_evidence = _optional("evidence_plots", "render_evidence", problems)
+    whys = {}
+    before = len(problems)
+    for c in cells:
+        why = _call(explain_cell, problems, None, c)
+        if len(problems) > before:
+            break  # the first failure says it; the other cells would repeat it
+        if why is not None:
+            whys[id(c)] = why
+    return {"whys": whys,
+            "collapse_whys": _call(explain_collapse, problems, {}, cells) or {},
+            "evidence_plots": _call(render_evidence, problems, {}, cells,
+                                    out / "plots" / "evidence") or {},
+            "problems": problems}
 
 
 def build_report(paths: list[Path] | None = None, out: Path | None = None,
@@ -64,12 +116,16 @@ def build_report(paths: list[Path] | None = None, out: Path | None = None,
     cells = group_cells([r for res in results for r in res.runs])
     scores = score(cells, table)
     plots = render_all(results, cells, table, out / "plots")
+    explained = explanations(cells, out)
     write(out / "score.json", json.dumps(score_json(scores, cells), indent=1) + "\n")
     run_links = Links(out, out / "runs")
     for c in cells:
+        why = explained["whys"].get(id(c))
         for r in c.runs:
             plot = plot_latency_run(r, out / "plots" / "runs") if run_plots else None
-            write(out / "runs" / run_page_name(r), render_run(r, c, plot, run_links))
+            write(out / "runs" / run_page_name(r), render_run(r, c, plot, run_links, why=why,
+                                                                 plots_drawn=run_plots))
     write(out / "runs" / "index.html", render_runs_index(cells, run_links))
     return write(out / "report.html",
-                 render_report(results, cells, scores, plots, table, links=Links(out, out)))
+                 render_report(results, cells, scores, plots, table, links=Links(out, out),
+                               **explained))

@@ -135,32 +135,75 @@ class Cell:
     def variant_label(self) -> str:
         return variant_label(self.variant)
 
-
-def variant_label(self) -> str:
-        return variant_label(self.variant)
+    @property
+    def impl_label(self) -> str:
+        return impl_label(self.variant)
 
 
 def variant_label(variant: tuple[tuple[str, str], ...]) -> str:
     return ", ".join(f"{k}={v}" for k, v in variant)
 
 
+IMPL_NAMES = {"python": "Python", "zerohttpd": "C (zerohttpd)", "image": "image"}
+
+
+def impl_label(variant: tuple[tuple[str, str], ...]) -> str:
+    """A reader's name for the server behind a variant: "Python faithful", "C (zerohttpd)";
+    any other parameter that splits cells follows as k=v."""
+    params = dict(variant)
+    impl = params.pop("impl", None)
+    words = [IMPL_NAMES.get(impl, impl)] if impl else []
+    if "variant" in params:
+        words.append(params.pop("variant"))
+    rest = variant_label(tuple(params.items()))
+    name = " ".join(words)
+    return f"{name} ({rest})" if name and rest else name or rest
+
+
+def impl_order(variant: tuple[tuple[str, str], ...]) -> tuple:
+    """Python faithful, Python lean, other Python, the C servers, images, anything else."""
+    params = dict(variant)
+    impl = params.get("impl", "python")
+    impls = ["python", "zerohttpd", "image"]
+    variants = ["faithful", "lean"]
+    v = params.get("variant", "")
+    return (impls.index(impl) if impl in impls else len(impls),
+            variants.index(v) if v in variants else len(variants), variant)
+
+
 def _norm(value) -> str:
     return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+
+
+def cell_params(run: Run) -> dict:
+    """The run's parameters as cells compare them. A run without `impl` (recorded before there
+    were other servers) is the Python server, and a Python run without `variant` the lean one
+    (its default). A null parameter is one the server does not have (the C servers have no
+    variant, workers or backlog of ours): it is left out rather than compared as a value."""
+    params = {k: v for k, v in run.params.items() if v is not None}
+    params.setdefault("impl", "python")
+    if params["impl"] == "python":
+        params.setdefault("variant", "lean")
+    return params
 
 
 def variant_keys(runs: list[Run]) -> list[str]:
     """Parameters that take more than one value within some architecture x concurrency pair.
 
     A parameter that differs only between architectures (say, workers) describes the
-    architecture, not a second experiment, so it does not split the sweep.
+    architecture, not a second experiment, so it does not split the sweep; nor does one that
+    some runs lack (the C servers' workers). Once servers are compared, a Python run's variant
+    is always named, even when only one was run.
     """
     seen: dict[tuple[str, int], dict[str, set[str]]] = {}
     for r in runs:
         per = seen.setdefault((r.arch, r.connections), {})
-        for k, v in r.params.items():
+        for k, v in cell_params(r).items():
             if k not in NOT_VARIANT:
                 per.setdefault(k, set()).add(_norm(v))
     keys = {k for per in seen.values() for k, vals in per.items() if len(vals) > 1}
+    if "impl" in keys:
+        keys.add("variant")
     return sorted(keys)
 
 
@@ -172,14 +215,16 @@ def group_cells(runs: list[Run], keys: list[str] | None = None) -> list[Cell]:
     keys = variant_keys(runs) if keys is None else keys
     cells: dict[tuple, Cell] = {}
     for r in runs:
-        variant = tuple((k, _norm(r.params.get(k))) for k in keys)
+        params = cell_params(r)
+        variant = tuple((k, _norm(params[k])) for k in keys if k in params)
         key = (r.arch, r.connections, variant)
         if key not in cells:
             cells[key] = Cell(arch=r.arch, connections=r.connections, variant=variant)
         cells[key].runs.append(r)
     for c in cells.values():
         c.runs.sort(key=lambda r: (r.repeat, r.result_id, r.index))
-    return sorted(cells.values(), key=lambda c: (c.variant, arch_order(c.arch), c.connections))
+    return sorted(cells.values(), key=lambda c: (impl_order(c.variant), arch_order(c.arch),
+                                                 c.connections))
 
 
 def variants(cells: list[Cell]) -> list[tuple]:

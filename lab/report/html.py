@@ -18,9 +18,11 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from lab.validity import error_count
 
 from .baseline import ArticleTable
-from .cells import Cell, variant_label
+from matplotlib.colors import to_hex
+
+from .cells import Cell, arch_order, impl_label, impl_order, variants
 from .load import RECONSTRUCTED, Result, Run
-from .plots import PlotFile, cell_latency_kind
+from .plots import PlotFile, arch_color, cell_latency_kind
 from .score import SCORE_DEFINITION, Score
 
 
@@ -129,7 +131,7 @@ class ScoreView:
 
     @property
     def label(self) -> str:
-        return variant_label(self.score.variant)
+        return impl_label(self.score.variant)
 
     @property
     def overall_interval(self):
@@ -164,14 +166,64 @@ def environment_rows(res: Result) -> list[tuple[str, str]]:
     return rows
 
 
+@dataclass
+class ArchSection:
+    """One architecture: its plots beside its evidence plots, its cells with their why, and its
+    collapse point explained (one per variant)."""
+    arch: str
+    color: str
+    plots: list[PlotFile]
+    evidence_plots: list[PlotFile]
+    rows: list[CellRow]
+    collapses: list[dict]
+    has_evidence: bool
+
+
+def arch_sections(cells: list[Cell], rows: list[CellRow], scores: list[Score],
+                  plots: dict[str, list[PlotFile]], evidence_plots: dict,
+                  collapse_whys: dict) -> list[ArchSection]:
+    out = []
+    for arch in sorted({c.arch for c in cells}, key=arch_order):
+        collapses = [{"label": impl_label(s.variant), "row": row,
+                      "why": collapse_whys.get((arch, s.variant))}
+                     for s in scores for row in s.collapses if row.arch == arch]
+        out.append(ArchSection(
+            arch=arch, color=to_hex(arch_color(arch)), plots=plots.get(f"arch:{arch}", []),
+            evidence_plots=list(evidence_plots.get(arch) or []),
+            rows=[r for r in rows if r.cell.arch == arch], collapses=collapses,
+            has_evidence=any(r.raw.get("evidence") for c in cells if c.arch == arch
+                             for r in c.runs)))
+    return out
+
+
+def side_by_side(cells: list[Cell], table_: ArticleTable,
+                 plots: dict[str, list[PlotFile]]) -> dict | None:
+    """Per architecture and concurrency, every server (variant) beside the article: only when
+    the results hold more than one."""
+    groups = sorted(variants(cells), key=impl_order)
+    if len(groups) < 2:
+        return None
+    by_key = {(c.arch, c.connections, c.variant): c for c in cells}
+    rows = [{"arch": arch, "connections": conc, "article": table_.value(arch, conc),
+             "cells": [by_key.get((arch, conc, g)) for g in groups]}
+            for arch in sorted({c.arch for c in cells}, key=arch_order)
+            for conc in sorted({c.connections for c in cells if c.arch == arch})]
+    return {"labels": [impl_label(g) for g in groups], "rows": rows,
+            "plot": (plots.get("side_by_side") or [None])[0]}
+
+
 def report_context(results: list[Result], cells: list[Cell], scores: list[Score],
                    plots: dict[str, list[PlotFile]], table_: ArticleTable,
-                   links: Links, whys: dict | None = None) -> dict:
+                   links: Links, whys: dict | None = None, collapse_whys: dict | None = None,
+                   evidence_plots: dict | None = None, problems: list[str] | None = None) -> dict:
+    """whys: id(cell) -> CellWhy; collapse_whys: (arch, variant) -> sentence; evidence_plots:
+    arch -> plots (lab.report.why and evidence_plots, when they are there)."""
     whys = whys or {}
     runs = [r for c in cells for r in c.runs]
     untrusted = [r for r in runs if not r.trusted]
     failed = [r for r in runs if r.trusted and r.server_failed]
     scenarios = sorted({res.scenario for res in results})
+    rows = [cell_row(c, table_, whys.get(id(c))) for c in cells]
     return dict(
         title=f"zerolab report: {', '.join(scenarios)}",
         generated=datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -180,13 +232,16 @@ def report_context(results: list[Result], cells: list[Cell], scores: list[Score]
                 "untrusted": len(untrusted),
                 "unconverged": sum(1 for c in cells if c.converged is False)},
         scores=[ScoreView(s) for s in scores],
-        cell_rows=[cell_row(c, table_, whys.get(id(c))) for c in cells],
+        cell_rows=rows, any_why=bool(whys),
+        arch_sections=arch_sections(cells, rows, scores, plots, evidence_plots or {},
+                                    collapse_whys or {}),
+        side_by_side=side_by_side(cells, table_, plots),
         show_variant=any(c.variant for c in cells),
-        plots=plots,
+        plots=plots, problems=problems or [],
         environments=[{"label": f"{res.scenario} / {res.result_id}", "rows": environment_rows(res)}
                       for res in results],
         plot_src=links.plot_src, plot_href=links.plot_href, run_href=links.run_href,
-        runs_href=links.href("runs/index.html"),
+        runs_href=links.href("runs/index.html"), cell_anchor=cell_anchor,
     )
 
 
@@ -294,7 +349,7 @@ def generator_rows(run: Run) -> list[dict]:
 
 
 def run_context(run: Run, cell: Cell | None, plot: PlotFile | None, links: Links,
-                why=None, evidence_plots: list[PlotFile] | None = None) -> dict:
+                why=None, plots_drawn: bool = True) -> dict:
     raw = run.raw
     figures = [("requests/second (the tool's)", fmt_num(run.requests_per_sec, 1)),
                ("requests", fmt_num(raw.get("requests"))),
@@ -319,7 +374,7 @@ def run_context(run: Run, cell: Cell | None, plot: PlotFile | None, links: Links
     return dict(
         title=f"zerolab run {run.id} ({run.result_id})", run=run, cell=cell, plot=plot, why=why,
         params=[(k, _figure(v)) for k, v in run.params.items()], figures=figures,
-        evidence=evidence_view(raw.get("evidence")), evidence_plots=evidence_plots or [],
+        evidence=evidence_view(raw.get("evidence")), plots_drawn=plots_drawn,
         timeline=timeline_rows(raw.get("timeline")),
         host_health=[(k, _figure(v)) for k, v in host.items()] if isinstance(host, dict) else [],
         generators=generator_rows(run),
@@ -340,7 +395,7 @@ def render_run(run: Run, cell: Cell | None, plot: PlotFile | None, links: Links,
 
 
 def render_runs_index(cells: list[Cell], links: Links) -> str:
-    label = {id(r): c.variant_label for c in cells for r in c.runs}
+    label = {id(r): c.impl_label for c in cells for r in c.runs}
     return render("runs.html.j2", title="zerolab runs", runs=[r for c in cells for r in c.runs],
                   show_variant=any(c.variant for c in cells),
                   report_href=links.href("report.html"), plot_src=links.plot_src,

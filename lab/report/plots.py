@@ -15,22 +15,31 @@ from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator  # noqa: E402
 
 from .baseline import ARCHS, ArticleTable  # noqa: E402
-from .cells import Cell, arch_order, variant_label, variants  # noqa: E402
+from .cells import Cell, arch_order, impl_label, impl_order, variants  # noqa: E402
 from .load import Result, Run  # noqa: E402
 
-# One colour per architecture, the same in every plot.
 _PALETTE = plt.get_cmap("tab10").colors
 SERVICE_COLORS = {"server": "#d62728", "redis": "#1f77b4", "loadgen": "#2ca02c"}
 _VARIANT_MARKERS = "osD^vP*X"
+# Line styles of our variants (servers); dashed is the article's alone.
+_VARIANT_STYLES = ["-", "-.", ":", (0, (6, 1, 1, 1, 1, 1)), (0, (1, 3))]
+ARTICLE_LABEL = "article (published table)"
 
 # Percentiles shown on the "nines" axis: 1/(1-p).
 NINES = [(0.0, "0%"), (0.5, "50%"), (0.9, "90%"), (0.99, "99%"), (0.999, "99.9%"),
          (0.9999, "99.99%"), (0.99999, "99.999%"), (0.999999, "99.9999%")]
 
 
+# One colour per architecture, the same in every plot; no red (the server failing is red) and
+# no grey (untrusted runs are grey).
+ARCH_COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
+OTHER_COLORS = ["#bcbd22", "#393b79", "#637939"]  # servers that are none of the seven
+
+
 def arch_color(arch: str):
-    i = ARCHS.index(arch) if arch in ARCHS else len(ARCHS) + sum(map(ord, arch)) % 3
-    return _PALETTE[i % len(_PALETTE)]
+    if arch in ARCHS:
+        return ARCH_COLORS[ARCHS.index(arch) % len(ARCH_COLORS)]
+    return OTHER_COLORS[sum(map(ord, arch)) % len(OTHER_COLORS)]
 
 
 @dataclass
@@ -84,7 +93,9 @@ INTERVAL_NOTE = "bar: interval of the median, 95% ([min, max] below 6 repeats)"
 
 def _dodge(i: int, n: int) -> float:
     """A small factor spreading the architectures apart on the log axis, so bars do not overlap."""
-    return 1.035 ** (i - (n - 1) / 2)
+    # At most ±10% in all, however many series: a point must stay at its own level.
+    step = min(0.035, 0.2 / (n - 1)) if n > 1 else 0.0
+    return (1 + step) ** (i - (n - 1) / 2)
 
 
 def _cell_peak(cells: list[Cell]) -> float:
@@ -95,7 +106,8 @@ def _cell_peak(cells: list[Cell]) -> float:
 
 
 def plot_throughput(cells: list[Cell], table: ArticleTable, out_dir: Path,
-                    normalised: bool = False) -> PlotFile | None:
+                    normalised: bool = False, name: str | None = None,
+                    title: str | None = None) -> PlotFile | None:
     """Our medians with their intervals, every repeat, and the article's curves.
 
     A cell where the server failed is drawn hollow with a red edge, and each server-failed
@@ -121,7 +133,8 @@ def plot_throughput(cells: list[Cell], table: ArticleTable, out_dir: Path,
         peak = _cell_peak(mine) if normalised else 1.0
         color = arch_color(arch)
         pts = [c for c in mine if c.figure is not None]
-        ax.plot([c.connections * shift for c in pts], [c.figure / peak for c in pts], "-",
+        style = _VARIANT_STYLES[var_list.index(var) % len(_VARIANT_STYLES)]
+        ax.plot([c.connections * shift for c in pts], [c.figure / peak for c in pts], ls=style,
                 color=color, lw=2, zorder=3)
         for c in pts:
             x, y = c.connections * shift, c.figure / peak
@@ -161,23 +174,23 @@ def plot_throughput(cells: list[Cell], table: ArticleTable, out_dir: Path,
                 mfc="none", color=arch_color(arch), lw=1.4, alpha=0.8, zorder=1)
     _concurrency_axis(ax, levels)
     if normalised:
-        ax.set_ylabel("fraction of own peak")
+        ax.set_ylabel("throughput, fraction of own peak (1 = peak)")
         ax.axhline(0.5, color="0.5", lw=0.8, ls=":")
         ax.text(lo, 0.5, " half of peak (collapse)", va="bottom", fontsize=8, color="0.4")
         ax.set_ylim(bottom=0)
-        title = "Requests/second normalised to each architecture's own peak"
+        title = title or "Requests/second normalised to each architecture's own peak"
     else:
-        ax.set_ylabel("requests/second")
+        ax.set_ylabel("throughput (requests/second)")
         ax.yaxis.set_major_formatter(FuncFormatter(_thousands))
         ax.set_ylim(bottom=0)
-        title = "Requests/second against concurrency"
+        title = title or "Requests/second against concurrency"
     ax.set_title(title)
     handles = [Line2D([], [], color=arch_color(a), lw=2, label=a) for a in archs]
     handles += [Line2D([], [], color="k", lw=2, marker="o", ms=5,
                        label="ours: median of trusted repeats"),
                 Line2D([], [], color="k", lw=0, marker="|", ms=12, mew=1.5, label=INTERVAL_NOTE),
                 Line2D([], [], color="k", lw=1.4, ls="--", marker="o", ms=4, mfc="none",
-                       label="article's table")]
+                       label=ARTICLE_LABEL)]
     if not normalised:
         handles.append(Line2D([], [], color="k", ls="", marker=".", alpha=0.45, label="a repeat"))
     if seen["failed_cell"]:
@@ -193,11 +206,13 @@ def plot_throughput(cells: list[Cell], table: ArticleTable, out_dir: Path,
         handles.append(Line2D([], [], ls="", marker="s", ms=11, mfc="none", mec="0.25",
                               label="interval wider than its target"))
     if len(var_list) > 1:
-        handles += [Line2D([], [], color="0.3", ls="", marker=_VARIANT_MARKERS[i % 8],
-                           label=variant_label(v)) for i, v in enumerate(var_list)]
+        handles += [Line2D([], [], color="0.3", ls=_VARIANT_STYLES[i % len(_VARIANT_STYLES)],
+                           marker=_VARIANT_MARKERS[i % 8], label=impl_label(v))
+                    for i, v in enumerate(var_list)]
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9,
               frameon=False)
-    return _save(fig, out_dir, "throughput-normalised" if normalised else "throughput", title)
+    name = name or ("throughput-normalised" if normalised else "throughput")
+    return _save(fig, out_dir, name, title)
 
 
 def cell_latency_kind(cell: Cell) -> str:
@@ -206,7 +221,8 @@ def cell_latency_kind(cell: Cell) -> str:
     return kinds[0] if len(kinds) == 1 else "mixed: " + " + ".join(kinds)
 
 
-def plot_latency_by_concurrency(cells: list[Cell], out_dir: Path) -> PlotFile | None:
+def plot_latency_by_concurrency(cells: list[Cell], out_dir: Path, name: str | None = None,
+                                title: str | None = None) -> PlotFile | None:
     """Median p50 and p99 latency per cell with their intervals, one panel per latency kind:
     a closed-loop latency and an open-loop corrected one never share an axis."""
     cells = [c for c in cells if c.stat("latency_p99_ms") or c.stat("latency_p50_ms")]
@@ -246,13 +262,15 @@ def plot_latency_by_concurrency(cells: list[Cell], out_dir: Path) -> PlotFile | 
                     if c.server_failed:
                         ax.plot(x, y, "o", ms=8, mfc="white", mec=FAILED_COLOR, mew=2, zorder=6)
                     else:
-                        ax.plot(x, y, "D" if rec else "o", ms=5, color=color,
+                        marker = _VARIANT_MARKERS[var_list.index(var) % len(_VARIANT_MARKERS)]
+                        ax.plot(x, y, "D" if rec else marker, ms=5, color=color,
                                 mfc="white" if rec else color, zorder=5)
         _concurrency_axis(ax, sorted({c.connections for c in mine}))
         _latency_yscale(ax, values)
         ax.set_ylabel(f"latency (ms), {kind}")
         ax.set_title(f"{kind} latency", fontsize=11)
-    title = "Latency against concurrency: median p99 (solid) and p50 (dotted) of trusted repeats"
+    title = title or ("Latency against concurrency: median p99 (solid) and p50 (dotted) of "
+                      "trusted repeats")
     fig.suptitle(title, fontsize=11)
     handles = [Line2D([], [], color=arch_color(a), lw=2, label=a) for a in archs]
     handles += [Line2D([], [], color="k", lw=2, label="p99"),
@@ -264,9 +282,12 @@ def plot_latency_by_concurrency(cells: list[Cell], out_dir: Path) -> PlotFile | 
     if any(c.server_failed for c in cells):
         handles.append(Line2D([], [], ls="", marker="o", ms=8, mfc="white", mec=FAILED_COLOR,
                               mew=2, label="server failed in most repeats"))
+    if len(var_list) > 1:
+        handles += [Line2D([], [], color="0.3", ls="", marker=_VARIANT_MARKERS[i % 8],
+                           label=impl_label(v)) for i, v in enumerate(var_list)]
     axes[0][-1].legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9,
                        frameon=False)
-    return _save(fig, out_dir, "latency-by-concurrency", title)
+    return _save(fig, out_dir, name or "latency-by-concurrency", title)
 
 
 def latency_points(run: Run) -> tuple[list[float], list[float], str]:
@@ -381,7 +402,7 @@ def plot_latency_overlay(cells: list[Cell], connections: int, out_dir: Path) -> 
         ax.set_title(f"{kind} latency", fontsize=11)
     handles = []
     for c in mine:
-        label = c.arch + (f" ({c.variant_label})" if c.variant else "")
+        label = c.arch + (f" ({c.impl_label})" if c.variant else "")
         if label not in [h.get_label() for h in handles]:
             handles.append(Line2D([], [], color=arch_color(c.arch), lw=2, label=label))
     handles.append(Line2D([], [], color="k", lw=1.7, label="trusted run"))
@@ -475,29 +496,98 @@ def plot_cpu(result: Result, out_dir: Path) -> PlotFile | None:
     return _save(fig, out_dir, _slug(f"cpu-{result.result_id}"), title)
 
 
+def plot_side_by_side(cells: list[Cell], table: ArticleTable, out_dir: Path) -> PlotFile | None:
+    """One panel per architecture: each server (Python faithful, Python lean, the C servers...)
+    with its interval, and the article's published figures, against concurrency."""
+    cells = [c for c in cells if c.figure is not None]
+    var_list = sorted(variants(cells), key=impl_order)
+    if len(var_list) < 2:
+        return None
+    archs = sorted({c.arch for c in cells}, key=arch_order)
+    ncol = min(3, len(archs))
+    nrow = -(-len(archs) // ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(4.6 * ncol + 2.8, 3.6 * nrow), squeeze=False)
+    levels = sorted({c.connections for c in cells})
+    failed_seen = False
+    for ax, arch in zip(axes.flat, archs):
+        color = arch_color(arch)
+        for i, var in enumerate(var_list):
+            row = sorted((c for c in cells if c.arch == arch and c.variant == var),
+                         key=lambda c: c.connections)
+            if not row:
+                continue
+            shift = _dodge(i, len(var_list))
+            xs = [c.connections * shift for c in row]
+            ax.plot(xs, [c.figure for c in row], ls=_VARIANT_STYLES[i % len(_VARIANT_STYLES)],
+                    marker=_VARIANT_MARKERS[i % len(_VARIANT_MARKERS)], ms=5, color=color, lw=1.8,
+                    zorder=3)
+            for c, x in zip(row, xs):
+                if c.interval:
+                    ax.errorbar([x], [c.figure], yerr=[[max(0.0, c.figure - c.interval[0])],
+                                                       [max(0.0, c.interval[1] - c.figure)]],
+                                fmt="none", ecolor=color, elinewidth=1.2, capsize=3, zorder=4)
+                if c.server_failed:
+                    failed_seen = True
+                    ax.plot(x, c.figure, "o", ms=9, mfc="none", mec=FAILED_COLOR, mew=2, zorder=6)
+        art = _article_series(table, arch, levels[0], levels[-1])
+        if art:
+            ax.plot(list(art), list(art.values()), "--", marker="o", ms=4, mfc="none", color="k",
+                    lw=1.2, alpha=0.7, zorder=2)
+        _concurrency_axis(ax, sorted({c.connections for c in cells if c.arch == arch}) or levels)
+        ax.set_ylim(bottom=0)
+        ax.yaxis.set_major_formatter(FuncFormatter(_thousands))
+        ax.set_ylabel("throughput (requests/second)")
+        ax.set_title(arch, fontsize=11, color=color)
+    for ax in list(axes.flat)[len(archs):]:
+        ax.set_visible(False)
+    handles = [Line2D([], [], color="0.3", ls=_VARIANT_STYLES[i % len(_VARIANT_STYLES)],
+                      marker=_VARIANT_MARKERS[i % len(_VARIANT_MARKERS)], lw=1.8,
+                      label=impl_label(v)) for i, v in enumerate(var_list)]
+    handles += [Line2D([], [], color="k", ls="--", marker="o", mfc="none", ms=4, lw=1.2,
+                       label=ARTICLE_LABEL),
+                Line2D([], [], color="k", lw=0, marker="|", ms=12, mew=1.5, label=INTERVAL_NOTE)]
+    if failed_seen:
+        handles.append(Line2D([], [], ls="", marker="o", ms=9, mfc="none", mec=FAILED_COLOR,
+                              mew=2, label="server failed in most repeats"))
+    title = "Servers side by side: median requests/second of trusted repeats, per architecture"
+    fig.suptitle(title, fontsize=12)
+    fig.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 0.95), fontsize=9,
+               frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 0.95))
+    return _save(fig, out_dir, "side-by-side", title)
+
+
 def render_all(results: list[Result], cells: list[Cell], table: ArticleTable,
                out_dir: Path) -> dict[str, list[PlotFile]]:
+    """Every plot of the main page: "throughput", "latency_cells", "latency_overlay", "cpu",
+    "side_by_side", and per architecture "arch:<name>" (its throughput and latency)."""
     out_dir = Path(out_dir)
     plots: dict[str, list[PlotFile]] = {"throughput": [], "latency_cells": [],
-                                        "latency_overlay": [], "cpu": []}
+                                        "latency_overlay": [], "cpu": [], "side_by_side": []}
+
+    def add(key: str, plot: PlotFile | None) -> None:
+        if plot:
+            plots.setdefault(key, []).append(plot)
+
     for normalised in (False, True):
-        p = plot_throughput(cells, table, out_dir, normalised=normalised)
-        if p:
-            plots["throughput"].append(p)
-    p = plot_latency_by_concurrency(cells, out_dir)
-    if p:
-        plots["latency_cells"].append(p)
+        add("throughput", plot_throughput(cells, table, out_dir, normalised=normalised))
+    add("side_by_side", plot_side_by_side(cells, table, out_dir))
+    add("latency_cells", plot_latency_by_concurrency(cells, out_dir))
+    for arch in sorted({c.arch for c in cells}, key=arch_order):
+        mine = [c for c in cells if c.arch == arch]
+        add(f"arch:{arch}", plot_throughput(
+            mine, table, out_dir, name=_slug(f"throughput-{arch}"),
+            title=f"{arch}: requests/second against concurrency"))
+        add(f"arch:{arch}", plot_latency_by_concurrency(
+            mine, out_dir, name=_slug(f"latency-{arch}"),
+            title=f"{arch}: latency against concurrency, median p99 (solid) and p50 (dotted)"))
     for conc in sorted({c.connections for c in cells}):
-        p = plot_latency_overlay(cells, conc, out_dir)
-        if p:
-            plots["latency_overlay"].append(p)
+        add("latency_overlay", plot_latency_overlay(cells, conc, out_dir))
     for res in results:
-        p = plot_cpu(res, out_dir)
-        if p:
-            plots["cpu"].append(p)
+        add("cpu", plot_cpu(res, out_dir))
     return plots
 
 
-__all__ = ["PlotFile", "render_all", "plot_throughput", "plot_latency_by_concurrency",
+__all__ = ["PlotFile", "render_all", "plot_throughput", "plot_side_by_side", "plot_latency_by_concurrency",
            "plot_latency_run", "plot_latency_overlay", "plot_cpu", "latency_points", "arch_color",
            "cell_latency_kind", "latency_label", "run_status"]

@@ -393,8 +393,9 @@ def test_report_html_contents(report):
     text = html.read_text()
     parser = refs_of(text)
     images = [r for r in parser.refs if r.startswith("plots/") and r.endswith(".svg")]
-    # throughput x2, latency against concurrency, latency per level, CPU; each run's on its page
-    assert len(set(images)) == 2 + 1 + 3 + 1
+    # throughput x2, each architecture's throughput and latency, latency against concurrency,
+    # latency per level, CPU; each run's spectrum is on its own page
+    assert len(set(images)) == 2 + 3 * 2 + 1 + 3 + 1
     assert "Reproduction score" in text and "Kendall" in text
     assert "+0.111" in text  # overall score
     assert "+0.333" in text and "-1.000" in text
@@ -483,7 +484,7 @@ def test_server_failed_runs_are_plotted_and_marked(cells_c, table, tmp_path):
     assert FAILED_COLOR in svg  # the hollow red markers
     assert "server failed in most repeats" in svg and "repeat where the server failed" in svg
     assert "untrusted run (excluded)" in svg and "interval wider than its target" in svg
-    assert "bar: interval of the median" in svg and "article's table" in svg
+    assert "bar: interval of the median" in svg and "article (published table)" in svg
 
 
 def test_untrusted_runs_are_excluded_and_listed(cells_c, report_c):
@@ -502,7 +503,8 @@ def test_untrusted_runs_are_excluded_and_listed(cells_c, report_c):
 
 def test_intervals_n_cv_and_convergence_in_the_tables(report_c):
     out, text = report_c
-    cells_part = text[text.index("Per cell: ours"):text.index("<h2>Latency")]
+    # The cells are in their architecture's section.
+    cells_part = text[text.index('<h2 id="arch-'):text.index('<h2 id="latency">')]
     for header in ("95% interval", "<th>n</th>", "<th>CV</th>"):
         assert header in cells_part
     assert "1,980 – 2,050" in cells_part and "(±1.8%)" in cells_part  # preforked at 100
@@ -512,7 +514,7 @@ def test_intervals_n_cv_and_convergence_in_the_tables(report_c):
     assert "1,050&#x2717;" in cells_part  # a failed repeat, counted and marked
     assert '<s class="nw"' in cells_part  # the untrusted one struck through
     assert "0.91×" in cells_part and "0.90–0.93" in cells_part  # ratio and its interval
-    latency = text[text.index("<h2>Latency"):text.index('id="failures"')]
+    latency = text[text.index('<h2 id="latency">'):text.index('id="failures"')]
     assert "p99 ms: median, 95% interval" in latency and "5,200.0 – 5,300.0" in latency
     assert "reconstructed from printed percentiles" in latency
     assert '3,000 <span class="failrun">(server failed)</span>' in text  # threaded's collapse
