@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import docker
@@ -51,6 +52,15 @@ class Bed:
         if index == 1:
             found += [f"service {s.name}" for s in client.services.list(filters=label)]
         return found
+
+
+    def wait_stack_gone(self, index: int, stack: str, timeout_s: float = 60) -> list[str]:
+        """What of `stack` is on node `index` once Swarm has had `timeout_s` to remove it: a
+        worker removes its tasks' containers itself, after the manager removed the services."""
+        deadline = time.monotonic() + timeout_s
+        while (left := self.stack_objects(index, stack)) and time.monotonic() < deadline:
+            time.sleep(1)
+        return left
 
 
 def read_result(results: Path) -> dict:
