@@ -154,5 +154,5 @@ def test_a_server_that_is_not_optional_and_has_no_image_is_refused(results, tmp_
     doc = only_result(results, "side-refused")
     failed = [r for r in doc["runs"] if r["id"] == "absent-c20-1"]
     problems = " ".join(doc.get("problems") or []) + " ".join(r.get("error") or "" for r in failed)
-    assert f"image {ABSENT}:latest not found" in problems, doc
+    assert f"image {ABSENT} not found" in problems, doc
     assert not leftovers()
