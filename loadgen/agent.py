@@ -286,6 +286,17 @@ def flush_redis(host, port):
         r.close()
 
 
+def redis_server_info(host, port):
+    """What Redis says of itself and of the machine it runs on (INFO server): across machines,
+    the kernel of the server's node, where no agent runs."""
+    r = _redis(host, port)
+    try:
+        info = r.info("server")
+        return {"os": info.get("os"), "redis_version": info.get("redis_version")}
+    finally:
+        r.close()
+
+
 def probe(url, timeout=PROBE_TIMEOUT_S):
     """One GET of url's path (/ when it has none): {"ok", "status", "detail"}; ok when any HTTP
     status line came back."""
@@ -382,6 +393,8 @@ class Handler(BaseHTTPRequestHandler):
         q = {k: v[0] for k, v in parse_qs(url.query).items()}
         if url.path == "/counters":
             return self._counters(q)
+        if url.path == "/redis/info":
+            return self._redis_info()
         if url.path == "/probe":
             try:
                 target = q.get("url") or self.agent.config.target
@@ -445,6 +458,15 @@ class Handler(BaseHTTPRequestHandler):
         if path == "/redis/flush":
             return self._flush()
         self._send(404, {"error": f"no such resource {path}"})
+
+    def _redis_info(self):
+        if self.agent.config.redis is None:
+            return self._forbidden(f"no Redis to read: {REDIS_ENV} is not set")
+        host, port = self.agent.config.redis
+        try:
+            return self._send(200, redis_server_info(host, port))
+        except redis.RedisError as exc:
+            return self._send(502, {"error": f"redis {host}:{port}: {exc}"})
 
     def _flush(self):
         if self.agent.config.redis is None:
