@@ -292,7 +292,9 @@ def evidence_view(evidence: dict | None) -> dict | None:
                 "services": [], "about": []}
     shared = evidence.get("sources") or {}
     services = []
-    for name, ev in (evidence.get("services") or {}).items():
+    order = {"server": 0, "redis": 1}
+    for name, ev in sorted((evidence.get("services") or {}).items(),
+                           key=lambda kv: (order.get(kv[0], 2), kv[0])):
         if not ev.get("available", True):
             services.append({"name": name, "available": False, "reason": ev.get("reason"),
                              "rows": [], "unavailable": {}})
