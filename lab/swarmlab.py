@@ -1,8 +1,10 @@
 """A multi-node Docker Swarm on this one machine, to test the lab's Swarm engine across nodes.
 
 Each node is a container of zerolab/swarm-node (docker/swarm-node.Dockerfile) running its own
-Docker Engine, on a network of the test bed's own; node 1 is the manager and runs the server
-and Redis (zerolab.server=true), the others run the generators (zerolab.load=true). The lab's
+Docker Engine, on a network of the test bed's own. Node 2 runs the server and Redis
+(zerolab.server=true), every other node the generators (zerolab.load=true). Node 1 is the
+manager: losing the server's node (or any node but the first) leaves the swarm managed, as a
+real swarm whose manager is not the measured machine would be. The lab's
 images are loaded into every node (`docker save | docker load`: the nodes reach no registry).
 The controller reaches the manager at DOCKER_HOST=tcp://<node 1>:2375, without TLS: this is a
 test bed on one machine, not a way to run a real swarm (on real machines, point DOCKER_HOST at
@@ -36,6 +38,7 @@ NODE_IMAGE = "zerolab/swarm-node:latest"
 LAB_IMAGES = ("zerolab/redis:latest", "zerolab/server:latest", "zerolab/loadgen:latest")
 DAEMON_PORT = 2375
 SERVER_LABEL, LOAD_LABEL = "zerolab.server", "zerolab.load"
+SERVER_NODE = 2   # the node labelled for the server and Redis; the others for the generators
 # The host's hard limit on open files is 20,000 here: the nodes' daemons get what Docker gives,
 # and containers in them ask for no more than that.
 NODE_FLAGS = dict(cap_add=["ALL"], cap_drop=["SYS_RESOURCE"],
@@ -152,6 +155,7 @@ class SwarmLab:
 
     def _form_swarm(self, containers: list) -> None:
         manager, workers = containers[0], containers[1:]
+        server = containers[SERVER_NODE - 1].name
         mc = self.node_client(manager)
         mc.swarm.init(advertise_addr=self.address(manager), listen_addr=f"0.0.0.0:2377")
         token = mc.swarm.attrs["JoinTokens"]["Worker"]
@@ -162,7 +166,7 @@ class SwarmLab:
         for node in mc.nodes.list():
             hostname = node.attrs["Description"]["Hostname"]
             spec = dict(node.attrs["Spec"])
-            label = SERVER_LABEL if hostname == manager.name else LOAD_LABEL
+            label = SERVER_LABEL if hostname == server else LOAD_LABEL
             spec["Labels"] = {**(spec.get("Labels") or {}), label: "true"}
             node.update(spec)
 

@@ -15,6 +15,7 @@ import os
 import subprocess
 import time
 import urllib.request
+from urllib.parse import urlsplit
 
 import docker
 from docker.errors import APIError, NotFound
@@ -66,6 +67,10 @@ class SwarmEnvironment:
         # manager (DOCKER_HOST=tcp://...) means every task is reached on its node's address.
         self.local = not str(self.client.api.base_url).startswith(("http://", "https://"))
         self.agents: dict[str, dict] = {}  # agent url -> {"task", "node", "node_id"}
+        # Service -> node ids its tasks ran on once the stack was up: Swarm stops listing the
+        # tasks of a node it has marked down (restart condition none: it shuts them down).
+        self.task_nodes: dict[str, list[str]] = {}
+        self._engines: dict[str, docker.DockerClient | None] = {}  # node id -> its engine, see _node_engine()
 
     # ------------------------------------------------------------ lifecycle
 
@@ -234,6 +239,7 @@ class SwarmEnvironment:
         urls = []
         here = self.client.info().get("Name")
         self.agents = {}
+        self.task_nodes = {s: [t["NodeID"] for t in self._tasks(s)] for s in SERVICES}
         for task in self._tasks("loadgen"):
             ports = (task.get("Status", {}).get("PortStatus") or {}).get("Ports") or []
             port = next((p["PublishedPort"] for p in ports if p.get("TargetPort") == AGENT_PORT), None)
@@ -297,11 +303,17 @@ class SwarmEnvironment:
         """Each node: its labels, state, cores, memory and Docker version as Swarm knows them,
         and its kernel, which Swarm does not know: the manager's engine says its own, an agent
         says that of its node."""
-        kernels = {self.client.info().get("Name"): self.client.info().get("KernelVersion")}
+        info = self.client.info()
+        kernels = {info.get("Name"): info.get("KernelVersion")}
         for url, agent in self.agents.items():
             answer = self._health(url)
             if answer and answer.get("kernel"):
                 kernels[agent["node"]] = answer["kernel"]
+        # The server's node has no agent: Redis, beside the server, says its machine's kernel.
+        redis_os = (self._agent_get("/redis/info") or {}).get("os") or ""
+        for t in self._tasks("redis"):
+            if len(redis_os.split()) >= 2:
+                kernels.setdefault(self._hostname(t["NodeID"]), redis_os.split()[1])
         facts = []
         for n in self.client.nodes.list():
             d = n.attrs["Description"]
@@ -371,37 +383,70 @@ class SwarmEnvironment:
             if agent["task"] == task["ID"][:12] and (by_agent.get(url) or {}).get("cpu_limits"):
                 return {"source": "the agent, inside the task", **by_agent[url]["cpu_limits"]}
         container_id = ((task.get("Status") or {}).get("ContainerStatus") or {}).get("ContainerID")
+        engine = self._node_engine(task["NodeID"])
         try:
-            host = self.client.containers.get(container_id).attrs["HostConfig"] if container_id else None
-        except NotFound:
+            host = engine.containers.get(container_id).attrs["HostConfig"] if engine and container_id else None
+        except docker.errors.DockerException:
             host = None
         if host is None:
-            return {"source": "not read back: the task's node is not the engine this controller reaches"}
+            return {"source": "not read back: the engine of the task's node does not answer where the "
+                              "manager's does (same port and TLS)"}
         quota, period = host.get("CpuQuota") or 0, host.get("CpuPeriod") or 0
-        return {"source": "the container, as its engine created it",
+        return {"source": "the container, as its node's engine created it",
                 "cpus": (host.get("NanoCpus") or 0) / 1e9 or (quota / period if quota and period else None),
                 "cpuset": host.get("CpusetCpus") or None}
 
+    def _node_engine(self, node_id: str) -> docker.DockerClient | None:
+        """The engine of a node: the manager's own, or one reached as the manager is (its
+        address, the same port and TLS settings); None when it does not answer."""
+        if node_id not in self._engines:
+            engine = None
+            if (self.client.info().get("Swarm") or {}).get("NodeID") == node_id:
+                engine = self.client
+            elif not self.local:
+                kwargs = docker.utils.kwargs_from_env()
+                port = urlsplit(self.client.api.base_url).port
+                kwargs["base_url"] = f"tcp://{self._address(self.client.nodes.get(node_id))}:{port}"
+                try:
+                    engine = docker.DockerClient(timeout=10, **kwargs)
+                    engine.ping()
+                except docker.errors.DockerException:
+                    engine = None
+            self._engines[node_id] = engine
+        return self._engines[node_id]
+
     def node_trouble(self, agent_url: str | None = None) -> str | None:
-        """A sentence naming the nodes of this stack that are gone, or None. With the url of an
-        agent that could not be reached, its node is named at once, and Swarm is given a while
-        to mark it down, so that the sentence says what Swarm saw."""
-        suspect = (self.agents.get(agent_url) or {}).get("node") if agent_url else None
-        deadline = time.monotonic() + (NODE_DOWN_WAIT_S if suspect else 0)
+        """A sentence naming the nodes of this stack that are gone, or None. A node is suspect
+        when the agent at `agent_url` could not be reached (its node), or when no agent can reach
+        the server any more (the server's node); a suspect node is given a while to be marked
+        down by the manager, so that the sentence says what Swarm saw."""
+        suspects, silent = [], []  # silent: an agent's node, which is lost even if Swarm has not seen it yet
+        if agent_url:
+            silent.append((self.agents.get(agent_url) or {}).get("node") or agent_url)
+            suspects += silent
+        elif not self._server_answers():  # a server that merely crashed is its run's result
+            suspects += [self._hostname(n) for n in self.task_nodes.get("server", [])]
+        deadline = time.monotonic() + (NODE_DOWN_WAIT_S if suspects else 0)
         while True:
             try:
                 nodes = {n.id: n.attrs for n in self.client.nodes.list()}
+                used = ({t["NodeID"] for s in SERVICES for t in self._tasks(s)}
+                        | {n for found in self.task_nodes.values() for n in found})
             except docker.errors.DockerException as exc:
                 return f"the swarm manager ({self.client.api.base_url}) cannot be reached: {exc}"
-            used = {t["NodeID"] for s in SERVICES for t in self._tasks(s)} | {a["node_id"] for a in self.agents.values()}
             lost = [f"node {a['Description']['Hostname']} ({self._roles(a)}) is {a['Status'].get('State')}"
                     for node_id, a in nodes.items() if node_id in used and a["Status"].get("State") != "ready"]
             if lost or time.monotonic() >= deadline:
                 break
             time.sleep(1)
-        if suspect and not any(f"node {suspect} " in line for line in lost):
-            lost.insert(0, f"node {suspect} (generators) does not answer (Swarm still says it is ready)")
+        for suspect in silent:
+            if not any(f"node {suspect} " in line for line in lost):
+                lost.append(f"node {suspect} does not answer (Swarm still says it is ready)")
         return "; ".join(lost) or None
+
+    def _server_answers(self) -> bool:
+        """Whether any generator's agent still gets an answer from the server."""
+        return any((self._agent_get("/probe", url, timeout_s=5) or {}).get("ok") for url in self.agents)
 
     # ------------------------------------------------------------ helpers
 
@@ -480,9 +525,18 @@ class SwarmEnvironment:
 
     def _health(self, url: str) -> dict | None:
         """The agent's full health answer (kernel, wall clock), or None when it does not answer."""
+        return self._agent_get("/health", url)
+
+    def _agent_get(self, path: str, url: str | None = None, timeout_s: float = 3) -> dict | None:
+        """GET `path` of the agent at `url` (default: the first one) with the environment's
+        token; None when it does not answer."""
+        url = url or next(iter(self.agents), None)
+        if url is None:
+            return None
         headers = {"Authorization": f"Bearer {self.agent_token}"} if self.agent_token else {}
         try:
-            with urllib.request.urlopen(urllib.request.Request(f"{url}/health", headers=headers), timeout=3) as r:
+            with urllib.request.urlopen(urllib.request.Request(f"{url}{path}", headers=headers),
+                                        timeout=timeout_s) as r:
                 return json.loads(r.read())
         except (OSError, ValueError):
             return None

@@ -14,7 +14,7 @@ import pytest
 
 from lab.cleanup import HARNESS_LABEL, STACK_LABEL
 from lab.scenario import ROOT
-from lab.swarmlab import NODE_IMAGE, SwarmLab
+from lab.swarmlab import NODE_IMAGE, SERVER_NODE, SwarmLab
 
 NAME = "zlswarm-t"      # the tests' test bed, apart from the one `make swarm-lab` starts
 NODES = 3
@@ -30,6 +30,9 @@ class Bed:
 
     def node(self, index: int) -> str:
         return self.lab.node_name(index)
+
+    def load_nodes(self) -> list[str]:
+        return sorted(self.node(i) for i in range(1, NODES + 1) if i != SERVER_NODE)
 
     def lab_cli(self, args: list[str], results: Path, timeout: float = 420,
                 popen: bool = False):

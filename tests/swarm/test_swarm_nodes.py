@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from lab.swarmlab import SwarmLab
+from lab.swarmlab import SERVER_NODE, SwarmLab
 
 from swarmbed import NODES, host_leftovers, read_result  # tests/swarm/swarmbed.py
 
@@ -21,7 +21,7 @@ def test_smoke_across_three_nodes(swarm_bed, tmp_path):
     assert out.returncode == 0, out.stdout + out.stderr
     doc = read_result(tmp_path)
     env = doc["environment"]
-    server_node, load_nodes = swarm_bed.node(1), sorted(swarm_bed.node(i) for i in range(2, NODES + 1))
+    server_node, load_nodes = swarm_bed.node(SERVER_NODE), swarm_bed.load_nodes()
     # The server and Redis on the server's node, one generator on each load node.
     assert env["placement"] == {"redis": [server_node], "server": [server_node], "loadgen": load_nodes}
     nodes = {n["hostname"]: n for n in env["nodes"]}
@@ -50,6 +50,7 @@ def test_smoke_across_three_nodes(swarm_bed, tmp_path):
     for t in tasks:
         applied = run["cpu_limits_applied"][f"{t['service']} {t['task']}"]
         assert applied["source"].startswith(("the agent", "the container")), applied
+        assert applied.get("quota") or applied.get("cpus"), applied
     # The stack is gone from every node: from the manager when the command returns, from the
     # workers once they have removed their tasks' containers.
     stack = run["start_state"]["environment"]
@@ -74,15 +75,17 @@ def wait_for(results, predicate, timeout_s: float) -> dict:
 
 
 @pytest.mark.timeout(900)
-def test_generator_node_lost_mid_run_fails_that_run_and_the_same_command_resumes(swarm_bed, tmp_path):
+@pytest.mark.parametrize("lost_index, role", [(NODES, "generators"), (SERVER_NODE, "server and Redis")],
+                         ids=["generator-node", "server-node"])
+def test_node_lost_mid_run_fails_that_run_and_the_same_command_resumes(swarm_bed, tmp_path, lost_index, role):
     args = ["scenario", "smoke", *SWARM, "--repeats", "2", "--duration", "15"]
-    lost = swarm_bed.node(NODES)
+    lost = swarm_bed.node(lost_index)
     proc = swarm_bed.lab_cli(args, tmp_path, popen=True)
     try:
         # The second run's measured window.
         wait_for(tmp_path, lambda d: len(d["runs"]) == 2 and d["runs"][1]["status"] == "measuring", 420)
         time.sleep(3)
-        swarm_bed.lab.stop_node(NODES)
+        swarm_bed.lab.stop_node(lost_index)
         output, _ = proc.communicate(timeout=300)
     finally:
         if proc.poll() is None:
@@ -94,15 +97,16 @@ def test_generator_node_lost_mid_run_fails_that_run_and_the_same_command_resumes
         first, second = doc["runs"]
         assert first["status"] == "complete"
         assert second["status"] == "failed" and second["failed_in"] == "measuring"
-        assert f"node {lost}" in second["error"], second["error"]
+        assert f"node {lost} ({role})" in second["error"], second["error"]
         assert lost in output
         assert not doc.get("problems"), doc.get("problems")  # the teardown did not hang or fail
         stack = second["start_state"]["environment"]
-        assert swarm_bed.stack_objects(1, stack) == []
-        for i in range(2, NODES):  # the other nodes still there
-            assert swarm_bed.wait_stack_gone(i, stack) == []
+        assert swarm_bed.stack_objects(1, stack) == []  # the manager
+        for i in range(2, NODES + 1):  # the other nodes still there
+            if i != lost_index:
+                assert swarm_bed.wait_stack_gone(i, stack) == []
     finally:
-        swarm_bed.lab.start_node(NODES)
+        swarm_bed.lab.start_node(lost_index)
 
     # The node is back: the same command resumes, with the finished run kept as it was.
     out = swarm_bed.lab_cli(args, tmp_path)
@@ -112,10 +116,9 @@ def test_generator_node_lost_mid_run_fails_that_run_and_the_same_command_resumes
     kept, redone = again["runs"]
     assert kept["started_at"] == first["started_at"] and kept["requests"] == first["requests"]
     assert redone["status"] == "complete"
-    assert sorted(g["node"] for g in redone["placement"]["generators"]) == sorted(
-        swarm_bed.node(i) for i in range(2, NODES + 1))
+    assert sorted(g["node"] for g in redone["placement"]["generators"]) == swarm_bed.load_nodes()
     # Swarm removed what the lost node still held of the failed run once it was back.
-    assert swarm_bed.wait_stack_gone(NODES, stack) == []
+    assert swarm_bed.wait_stack_gone(lost_index, stack) == []
 
 
 @pytest.mark.timeout(180)
