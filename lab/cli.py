@@ -32,8 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--duration", type=int, help="override load.duration_s (a short version of a scenario); "
                    "checked like the scenario's own value")
     p.add_argument("--repeats", type=int, help="override repeats: each cell this many times")
-    p.add_argument("--generators", type=int, help="override generators (fewer, when a node is gone); "
-                   "another measurement, so a result of its own")
+    p.add_argument("--generators", type=int, help="override generators (fewer, when a node is gone): "
+                   "another measurement, so its results go under NAME-gN")
 
     p = sub.add_parser("validate", help="check scenario files without running anything")
     p.add_argument("names", nargs="*", help="default: every scenario")
@@ -134,8 +134,11 @@ def cmd_scenario(args) -> int:
     _require_name(args.name)
     scenario = with_overrides(load_scenario(args.name), f"scenario {args.name!r}", duration_s=args.duration,
                               repeats=args.repeats)
-    if args.generators is not None:
-        data = scenario.model_dump(mode="json") | {"generators": args.generators}
+    if args.generators is not None and args.generators != scenario.generators:
+        # Another measurement, under a name of its own: the scenario's unfinished result stays
+        # the one its own command resumes.
+        data = scenario.model_dump(mode="json") | {"generators": args.generators,
+                                                   "name": f"{scenario.name}-g{args.generators}"}
         scenario = validate_scenario(data, f"scenario {args.name!r} with --generators {args.generators}")
     if args.accept_weaker_cpu_limits:
         scenario = scenario.model_copy(update={"accept_weaker_cpu_limits": True})
