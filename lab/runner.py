@@ -35,6 +35,9 @@ from lab.validity import error_count, failed_run, judge
 
 START_DELAY_S = 0.2                 # lets every agent receive its share before the common start
 SERVER_READY_S = 60.0               # a restarted server must answer within this
+# After the warm-up, before a server other than the lab's is looked at: it writes its answers to
+# the closed connections at once (the lab's own Python servers ignore SIGPIPE, and are not checked).
+WARMUP_SETTLE_S = 0.3
 PHASES = {"preparing": "fresh server, empty Redis", "verifying": "verifying responses",
           "warming_up": "warming up", "measuring": "measuring", "recording": "recording"}
 
@@ -276,13 +279,14 @@ class EnvironmentSession:
                 raise RunFailed("verification failed: " + "; ".join(failed))
 
             warmup = run.warmup_spec(run.server_url)
-            warmup_errors = 0
+            warmup_errors, warmup_restart = 0, None
             if warmup:
                 enter("warming_up")
                 warmed = self._load(f"{run.id}-warmup", warmup, progress=None)
                 warmup_errors = sum(error_count({**(g["result"].get("errors") or {}),
                                                  "non_2xx_3xx": g["result"].get("non_2xx_3xx", 0)})
                                     for g in warmed if g.get("result"))
+                warmup_restart = self._restart_if_warmup_ended_server(run)
 
             before = settled_counters(self.agents[0])
             containers = self.env.containers()
@@ -314,6 +318,8 @@ class EnvironmentSession:
             timeline.append(["complete", round(time.monotonic() - t0, 3)])
             fields.update(start_state=start_state, provenance=provenance, timeline=timeline,
                           started_at=entry["started_at"], evidence=found)
+            if warmup_restart:
+                fields["warmup_restart"] = warmup_restart
             self.runs_served += 1
             return RunOutcome(fields, stats)
         except KeyboardInterrupt:
@@ -367,6 +373,33 @@ class EnvironmentSession:
         check = getattr(self.env, "node_trouble", None)
         return check(agent_url) if check else None
 
+    def _restart_if_warmup_ended_server(self, run: RunPlan) -> dict | None:
+        """The warm-up's end closes the generators' connections with requests in flight. A server
+        that dies of it would leave the measurement no server, so it is started afresh and the
+        run records why: any server but the lab's found exited, and the article's C servers
+        always, since they take SIGPIPE's default (their epoll server also exits on a failed
+        send) and may die only once measuring has begun (the iterative one works through its
+        queue first). They keep nothing a warm-up would build: no cache, pools made at start."""
+        if run.impl == "python":   # ignores SIGPIPE
+            return None
+        time.sleep(WARMUP_SETTLE_S)
+        identity = self.env.server_identity()
+        exited = identity.get("state") in ("exited", "dead")
+        if not exited and run.impl != "zerohttpd":
+            return None
+        ended = ({"exit_code": identity.get("exit_code"), "how": exit_description(identity.get("exit_code")),
+                  "log_tail": identity.get("log_tail")} if exited else None)
+        self.env.restart_server(run.variables())
+        server = self._wait_for_server(run.ready_url)
+        self.last_server = server
+        if exited:
+            self.progress.note(f"{run.id}: the server exited as the warm-up ended ({ended['how']}); "
+                               "measuring a fresh one")
+        return {"ended": ended, "server": server,
+                "note": ("the server exited as the warm-up's connections closed" if exited else
+                         "the article's C servers die of SIGPIPE when the warm-up's connections close")
+                        + "; the measured window is a fresh server's"}
+
     def _server_exit(self) -> str:
         """The server's own end, when it ended under the load: it explains the tool's failure
         (a generator cannot even resolve the name of a server container that has exited)."""
@@ -376,11 +409,16 @@ class EnvironmentSession:
             return ""
         if identity.get("state") not in ("exited", "dead"):
             return ""
-        code = identity.get("exit_code")
-        how = f"code {code}"
-        if isinstance(code, int) and code - 128 in signal.valid_signals():  # 128 + N: killed by signal N
-            how += f", {signal.Signals(code - 128).name}"
+        how = exit_description(identity.get("exit_code"))
         return f"; the server had exited ({how}): {identity.get('log_tail') or 'no output'}"
+
+
+def exit_description(code) -> str:
+    """`code 141, SIGPIPE`: 128 + N is a process killed by signal N."""
+    how = f"code {code}"
+    if isinstance(code, int) and code - 128 in signal.valid_signals():
+        how += f", {signal.Signals(code - 128).name}"
+    return how
 
 
 def missing_tool_message(tool: str) -> str:

@@ -187,6 +187,9 @@ def test_the_c_servers_from_a_users_checkout_run_end_to_end(results, tmp_path):
         assert run["verification"]["passed"], run["verification"]
         assert run["params"]["impl"] == "zerohttpd" and run["params"]["workers"] is None
         assert run["requests"] > 0 and run["redis"]["visitor_count_delta"] > 0
+        # SIGPIPE's default kills them when the warm-up's connections close: measured afresh
+        restart = run["warmup_restart"]
+        assert restart["server"]["id"] != run["start_state"]["server"]["id"]
         assert_no_lab_fault(run)
     assert not leftovers()
 
