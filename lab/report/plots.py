@@ -105,9 +105,20 @@ def _cell_peak(cells: list[Cell]) -> float:
     return max(figures) if figures else 1.0
 
 
+def _legend(fig, axes: list, handles: list, compact: bool) -> None:
+    """Outside the axes, never over the data: to the right, or below them in two columns for
+    a compact plot (half a page wide, where a legend to the right would shrink the axes)."""
+    if compact:
+        fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=2,
+                   fontsize=8.5, frameon=False)
+    else:
+        axes[-1].legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0),
+                        fontsize=9, frameon=False)
+
+
 def plot_throughput(cells: list[Cell], table: ArticleTable, out_dir: Path,
                     normalised: bool = False, name: str | None = None,
-                    title: str | None = None) -> PlotFile | None:
+                    title: str | None = None, compact: bool = False) -> PlotFile | None:
     """Our medians with their intervals, every repeat, and the article's curves.
 
     A cell where the server failed is drawn hollow with a red edge, and each server-failed
@@ -119,7 +130,7 @@ def plot_throughput(cells: list[Cell], table: ArticleTable, out_dir: Path,
     levels = sorted({c.connections for c in cells})
     lo, hi = levels[0], levels[-1]
     var_list = variants(cells)
-    fig, ax = plt.subplots(figsize=(10, 5.6))
+    fig, ax = plt.subplots(figsize=(6.4, 4.0) if compact else (10, 5.6))
     archs = sorted({c.arch for c in cells}, key=arch_order)
     series = [(var, arch) for var in var_list for arch in archs]
     seen = {"failed_cell": False, "failed_run": False, "untrusted": False, "unconverged": False}
@@ -209,8 +220,7 @@ def plot_throughput(cells: list[Cell], table: ArticleTable, out_dir: Path,
         handles += [Line2D([], [], color="0.3", ls=_VARIANT_STYLES[i % len(_VARIANT_STYLES)],
                            marker=_VARIANT_MARKERS[i % 8], label=impl_label(v))
                     for i, v in enumerate(var_list)]
-    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9,
-              frameon=False)
+    _legend(fig, [ax], handles, compact)
     name = name or ("throughput-normalised" if normalised else "throughput")
     return _save(fig, out_dir, name, title)
 
@@ -222,14 +232,16 @@ def cell_latency_kind(cell: Cell) -> str:
 
 
 def plot_latency_by_concurrency(cells: list[Cell], out_dir: Path, name: str | None = None,
-                                title: str | None = None) -> PlotFile | None:
+                                title: str | None = None, compact: bool = False
+                                ) -> PlotFile | None:
     """Median p50 and p99 latency per cell with their intervals, one panel per latency kind:
     a closed-loop latency and an open-loop corrected one never share an axis."""
     cells = [c for c in cells if c.stat("latency_p99_ms") or c.stat("latency_p50_ms")]
     if not cells:
         return None
     kinds = sorted({cell_latency_kind(c) for c in cells})
-    fig, axes = plt.subplots(1, len(kinds), figsize=(7.5 * len(kinds) + 2.5, 5.2), squeeze=False)
+    size = (6.4 * len(kinds), 4.0) if compact else (7.5 * len(kinds) + 2.5, 5.2)
+    fig, axes = plt.subplots(1, len(kinds), figsize=size, squeeze=False)
     var_list = variants(cells)
     archs = sorted({c.arch for c in cells}, key=arch_order)
     series = [(var, arch) for var in var_list for arch in archs]
@@ -285,8 +297,7 @@ def plot_latency_by_concurrency(cells: list[Cell], out_dir: Path, name: str | No
     if len(var_list) > 1:
         handles += [Line2D([], [], color="0.3", ls="", marker=_VARIANT_MARKERS[i % 8],
                            label=impl_label(v)) for i, v in enumerate(var_list)]
-    axes[0][-1].legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9,
-                       frameon=False)
+    _legend(fig, list(axes[0]), handles, compact)
     return _save(fig, out_dir, name or "latency-by-concurrency", title)
 
 
@@ -577,10 +588,10 @@ def render_all(results: list[Result], cells: list[Cell], table: ArticleTable,
         mine = [c for c in cells if c.arch == arch]
         add(f"arch:{arch}", plot_throughput(
             mine, table, out_dir, name=_slug(f"throughput-{arch}"),
-            title=f"{arch}: requests/second against concurrency"))
+            title=f"{arch}: requests/second against concurrency", compact=True))
         add(f"arch:{arch}", plot_latency_by_concurrency(
             mine, out_dir, name=_slug(f"latency-{arch}"),
-            title=f"{arch}: latency against concurrency, median p99 (solid) and p50 (dotted)"))
+            title=f"{arch}: latency, median p99 (solid) and p50 (dotted)", compact=True))
     for conc in sorted({c.connections for c in cells}):
         add("latency_overlay", plot_latency_overlay(cells, conc, out_dir))
     for res in results:
