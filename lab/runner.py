@@ -360,7 +360,7 @@ class EnvironmentSession:
         for share in shares:
             if share["state"] != "done":
                 who = hostnames.get(share["agent"]) or share["agent"]
-                lost = self._node_trouble()
+                lost = self._node_trouble(share["agent"])
                 raise RunFailed(f"generator {who} {share['state']}: {share['error']}{self._server_exit()}"
                                 + (f"; {lost}" if lost else ""))
         # Everything each agent said of its share (tool start and end, its own CPU) is kept.
