@@ -417,14 +417,15 @@ class SwarmEnvironment:
 
     def node_trouble(self, agent_url: str | None = None) -> str | None:
         """A sentence naming the nodes of this stack that are gone, or None. A node is suspect
-        when the agent at `agent_url` could not be reached (its node), or when no agent can reach
-        the server any more (the server's node); a suspect node is given a while to be marked
-        down by the manager, so that the sentence says what Swarm saw."""
-        suspects, silent = [], []  # silent: an agent's node, which is lost even if Swarm has not seen it yet
-        if agent_url:
+        when the agent at `agent_url` (one that failed) does not answer (its node), or when no
+        agent can reach the server any more (the server's node); a suspect node is given a while
+        to be marked down by the manager, so that the sentence says what Swarm saw."""
+        # silent: the node of an agent that no longer answers, lost even before Swarm sees it
+        silent = []
+        if agent_url and self._health(agent_url) is None:
             silent.append((self.agents.get(agent_url) or {}).get("node") or agent_url)
-            suspects += silent
-        elif not self._server_answers():  # a server that merely crashed is its run's result
+        suspects = list(silent)
+        if not silent and not self._server_answers():  # a server that merely crashed is its run's result
             suspects += [self._hostname(n) for n in self.task_nodes.get("server", [])]
         deadline = time.monotonic() + (NODE_DOWN_WAIT_S if suspects else 0)
         while True:
