@@ -38,6 +38,7 @@ from rich.table import Table
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from loadgen.lua import NO_TRIAL_CONNECTION  # noqa: E402
 from loadgen.parse import ERROR_KINDS, ParseError, parse_wrk  # noqa: E402
 from server.config import ARCHITECTURES  # noqa: E402
 from server.variant import VARIANTS  # noqa: E402
@@ -74,6 +75,8 @@ def raise_nofile():
 
 def port_is_free(port):
     with socket.socket() as s:
+        # as redis-server binds: connections in TIME_WAIT on the port do not make it taken
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
@@ -129,12 +132,20 @@ def start_c_server(binary, cpu):
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline and proc.poll() is None:
         try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return proc, port
+            # A request, read to its end: a connection closed before its request sends the poll
+            # and epoll servers into an endless loop, one closed before its answer kills them.
+            with socket.create_connection(("127.0.0.1", port), timeout=2) as conn:
+                conn.sendall(b"GET /guestbook HTTP/1.0\r\n\r\n")
+                answer = b""
+                while chunk := conn.recv(65536):
+                    answer += chunk
+                if answer.startswith(b"HTTP/"):
+                    return proc, port
         except OSError:
-            time.sleep(0.05)
+            pass
+        time.sleep(0.05)
     stop(proc)
-    raise RuntimeError(f"{binary} did not start listening on port {port}")
+    raise RuntimeError(f"{binary} did not answer on port {port}")
 
 
 def c_binaries(directory, archs):
@@ -172,9 +183,9 @@ def redis_get(port, key):
     return int(lines[1]) if lines[0] != b"$-1" else 0
 
 
-def run_wrk(port, connections, duration, threads, timeout, cpu):
+def run_wrk(port, connections, duration, threads, timeout, cpu, script):
     cmd = ["taskset", "-c", str(cpu), "wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s",
-           f"--timeout={timeout}s", f"http://127.0.0.1:{port}/guestbook"]
+           f"--timeout={timeout}s", "-s", script, f"http://127.0.0.1:{port}/guestbook"]
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + timeout + 30)
         return cmd, out.stdout + out.stderr
@@ -221,10 +232,20 @@ def bench_arch(arch, args, console, variant=None, c_binary=None):
             redis, redis_port = start_redis(workdir, args.server_cpu, C_REDIS_PORT)
             server, port = start_c_server(c_binary, args.server_cpu)
         label = f"{arch} {variant}" if c_binary is None else f"{arch} (C)"
+        # The lab's: no connection opened and closed unused (the C poll and epoll servers would
+        # loop forever on it; loadgen/lua.py).
+        script = os.path.join(workdir, "resolve.lua")
+        with open(script, "w") as f:
+            f.write(NO_TRIAL_CONNECTION)
         for i, connections in enumerate(args.connections):
+            if c_binary is not None and i > 0:
+                # SIGPIPE's default kills some of them when wrk closes its connections at the
+                # end of a level: each level gets a fresh process, as in the lab.
+                stop(server)
+                server, port = start_c_server(c_binary, args.server_cpu)
             before = redis_get(redis_port, b"visitor_count")
             cmd, raw = run_wrk(port, connections, args.duration, args.threads, args.timeout,
-                               args.wrk_cpu)
+                               args.wrk_cpu, script)
             parsed = wrk_figures(raw)
             # Redis counts every answered guestbook GET: a check on wrk's count.
             parsed["visitor_count_delta"] = redis_get(redis_port, b"visitor_count") - before

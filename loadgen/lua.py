@@ -14,6 +14,11 @@ The lab has reached the server through the generator's agent before any run.
 """
 REPORT_ENV = "ZL_SCRIPT_REPORT"
 POST_BODY = "guest-remarks=load+generator+remark&guest-name=loadgen"
+# wrk's own resolve, less the connection it opens to each address and closes unused.
+NO_TRIAL_CONNECTION = """function wrk.resolve(host, service)
+  wrk.addrs = wrk.lookup(host, service)
+end
+"""
 
 
 def percentile_levels(ticks_per_half=5, halvings=17):
@@ -48,10 +53,7 @@ def render_script(spec):
              "threads = {}",
              f"percentiles = {{{', '.join(repr(p) for p in percentile_levels())}}}",
              "",
-             "function wrk.resolve(host, service)",
-             "  wrk.addrs = wrk.lookup(host, service)",
-             "end",
-             "",
+             NO_TRIAL_CONNECTION,
              "function setup(thread)",
              "  table.insert(threads, thread)",
              "  thread:set('tid', #threads)",
