@@ -162,7 +162,9 @@ def _figure(arch: str, cells: list[Cell], names: tuple[str, ...], out_dir: Path,
             ax.yaxis.set_major_formatter(FuncFormatter(_short))
             ax.yaxis.set_minor_formatter(FuncFormatter(_short))
         if len(panel.lines) > 1 or len(by_variant) > 1 or pname == "p99":
-            ax.legend(fontsize=8, frameon=False)
+            # below the panel, off the data (matplotlib's "best" searches every point: slow)
+            ax.legend(fontsize=8, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.22),
+                      ncol=2)
     for ax in list(axes.flat)[len(names):]:
         ax.set_visible(False)
     note = MINMAX_NOTE + (f"; red band, hollow red point: the server failed "
