@@ -38,6 +38,8 @@ from rich.table import Table
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from lab.report.baseline import load_article_table  # noqa: E402
+from lab.report.score import kendall_tau_b  # noqa: E402
 from loadgen.lua import NO_TRIAL_CONNECTION  # noqa: E402
 from loadgen.parse import ERROR_KINDS, ParseError, parse_wrk  # noqa: E402
 from server.config import ARCHITECTURES  # noqa: E402
@@ -320,6 +322,54 @@ def print_table(runs, connections, console):
     console.print(table)
 
 
+def series_of(runs, implementation, variant):
+    """requests/second per (arch, connections) of one implementation (variant None: C); 0 for a
+    stall or a level not run after the server exited, so that it ranks last."""
+    return {(r["arch"], r["connections"]): r["requests_per_sec"] or 0.0 for r in runs
+            if r["implementation"] == implementation and r["variant"] == variant}
+
+
+def rank_agreement(runs, connections):
+    """Kendall's tau-b per connection count between each measured server set and the article's
+    table (and the faithful Python servers against the same run's C servers), over the
+    architectures both have a figure for. Rows: (label, {connections: (tau, n archs)})."""
+    table = load_article_table()
+    sets = [(f"Python {v}", series_of(runs, "python", v))
+            for v in dict.fromkeys(r["variant"] for r in runs if r["implementation"] == "python")]
+    if any(r["implementation"] == "c" for r in runs):
+        sets.append(("C servers (this run)", series_of(runs, "c", None)))
+    article = {(a, c): table.number(a, c) for a in table.archs for c in connections
+               if table.number(a, c) is not None}
+    pairs = [(f"{label} vs article", s, article) for label, s in sets]
+    faithful = dict(sets).get("Python faithful")
+    c_run = dict(sets).get("C servers (this run)")
+    if faithful and c_run:
+        pairs.append(("Python faithful vs C servers", faithful, c_run))
+    rows = []
+    for label, ours, theirs in pairs:
+        per_level = {}
+        for c in connections:
+            archs = [a for (a, level) in ours if level == c and (a, c) in theirs]
+            tau = kendall_tau_b([ours[(a, c)] for a in archs], [theirs[(a, c)] for a in archs])
+            per_level[c] = (tau, len(archs))
+        rows.append((label, per_level))
+    return rows
+
+
+def print_rank_agreement(rows, connections, console):
+    table = Table(title="Rank agreement, Kendall's tau-b over the architectures both have "
+                        "(+1: same order, -1: reversed)",
+                  caption="the article's table: lab/report/article_table.csv; n: architectures "
+                          "compared; a level the article has no figures at has none")
+    table.add_column("servers")
+    for c in connections:
+        table.add_column(f"c={c}", justify="right")
+    for label, per_level in rows:
+        table.add_row(label, *("-" if tau is None else f"{tau:+.2f} (n={n})"
+                               for tau, n in (per_level[c] for c in connections)))
+    console.print(table)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--archs", default=",".join(ARCHITECTURES))
@@ -382,6 +432,8 @@ def main(argv=None):
         if arch in c_servers:
             runs.extend(bench_arch(arch, args, console, c_binary=c_servers[arch]))
     print_table(runs, args.connections, console)
+    agreement = rank_agreement(runs, args.connections)
+    print_rank_agreement(agreement, args.connections, console)
 
     os.makedirs(os.path.dirname(args.output), exist_ok=True)
     result = {
@@ -395,6 +447,9 @@ def main(argv=None):
         # The reference figures; runs with "implementation": "c" are this run's own measurements.
         "c_servers": {arch: {str(c): v for c, v in figures.items()} for arch, figures in C_SERVERS.items()},
         "c_servers_measured": c_servers,
+        "rank_agreement": [{"servers": label, "levels": {str(c): {"tau_b": tau, "archs": n}
+                                                         for c, (tau, n) in per_level.items()}}
+                           for label, per_level in agreement],
         "runs": runs,
     }
     tmp = args.output + ".tmp"

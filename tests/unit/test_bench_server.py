@@ -64,3 +64,20 @@ def test_unknown_variants_are_refused(variants, capsys):
         bench.main(["--variants", variants])
     assert exit_info.value.code == 2
     assert "--variants: one or more of lean, faithful" in capsys.readouterr().err
+
+
+def test_rank_agreement_with_the_article_and_between_faithful_and_c():
+    # the article at 200: preforked 2,300 > forking 330 > iterative 7 (lab/report/article_table.csv)
+    runs = [run("iterative", "python", 200, 100.0, variant="faithful"),
+            run("forking", "python", 200, 300.0, variant="faithful"),
+            run("preforked", "python", 200, 900.0, variant="faithful"),
+            run("iterative", "c", 200, 500.0), run("forking", "c", 200, None, 0),
+            run("preforked", "c", 200, 2000.0)]
+    rows = dict(bench.rank_agreement(runs, [200]))
+    assert rows["Python faithful vs article"][200] == (pytest.approx(1.0), 3)
+    # a stall ranks last: C's order is preforked > iterative > forking
+    assert rows["C servers (this run) vs article"][200] == (pytest.approx(1 / 3), 3)
+    assert rows["Python faithful vs C servers"][200] == (pytest.approx(1 / 3), 3)
+    out = io.StringIO()
+    bench.print_rank_agreement(bench.rank_agreement(runs, [200]), [200], Console(file=out, width=200))
+    assert "+1.00 (n=3)" in out.getvalue() and "Python faithful vs C servers" in out.getvalue()
