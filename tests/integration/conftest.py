@@ -10,6 +10,7 @@ from lab.scenario import ROOT
 from server.config import ARCHITECTURES
 
 from procs import RedisServer, ServerProcess  # tests/integration/procs.py, on sys.path via pytest
+import labcli  # tests/integration/labcli.py
 
 
 @pytest.fixture
@@ -68,3 +69,10 @@ def arch(request):
 def running_server(server_factory, arch):
     """The server in each of the seven architectures, with a 1 s read timeout."""
     return server_factory(arch, read_timeout=1)
+
+
+@pytest.fixture
+def results(tmp_path):
+    """Where `lab ... --results` writes; whatever the test started under the prefix is removed."""
+    yield tmp_path / "results"
+    labcli.cleanup()

@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -18,34 +17,11 @@ import yaml
 
 from lab.scenario import ROOT
 
-import labcli  # tests/integration/labcli.py
+from labcli import PREFIX, lab, leftovers  # tests/integration/labcli.py
 
 pytestmark = pytest.mark.timeout(420)
-# Under `make test` the lab's test prefix; by hand, the caller's own (never the bare "zl" that
-# `make cleanup` sweeps), so that the cleanup below touches only what these tests started.
-_ASKED = os.environ.get("ZL_PROJECT_PREFIX", "")
-PREFIX = _ASKED if _ASKED.startswith("zl") and len(_ASKED) > 2 else labcli.PREFIX
 HOST_NOISE = ("unstable", "host busy", "generator-bound")
 STATIC_ONLY = {"guestbook_get": 0, "guestbook_post": 0, "static": 1}
-
-
-def lab(args: list[str], results: Path, timeout: float = 360) -> subprocess.CompletedProcess:
-    env = os.environ | {"ZL_PROJECT_PREFIX": PREFIX, "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "lab", *args, "--results", str(results)], cwd=ROOT,
-                          env=env, capture_output=True, text=True, timeout=timeout)
-
-
-def leftovers() -> list[str]:
-    client = docker.from_env()
-    names = [c.name for c in client.containers.list(all=True)
-             if c.labels.get("com.docker.compose.project", "").startswith(PREFIX)]
-    return names + [n.name for n in client.networks.list() if n.name.startswith(PREFIX)]
-
-
-@pytest.fixture
-def results(tmp_path):
-    yield tmp_path / "results"
-    subprocess.run([sys.executable, "-m", "lab", "cleanup", "--prefix", PREFIX], cwd=ROOT, timeout=120)
 
 
 def scenario_file(tmp_path: Path, name: str, base: str | None = None, **fields) -> Path:

@@ -17,7 +17,7 @@ import yaml
 from lab.results import ACTIVE_STATES
 from lab.scenario import ROOT
 
-from labcli import PREFIX, cleanup, lab  # tests/integration/labcli.py
+from labcli import PREFIX, lab, leftovers  # tests/integration/labcli.py
 
 pytestmark = pytest.mark.timeout(420)
 
@@ -41,20 +41,6 @@ def assert_measured_cleanly(run: dict) -> None:
 def only_result(results: Path, name: str) -> tuple[Path, dict]:
     [path] = list((results / name).glob("*/result.json"))
     return path.parent, json.loads(path.read_text())
-
-
-def leftovers() -> list[str]:
-    client = docker.from_env()
-    names = [c.name for c in client.containers.list(all=True)
-             if c.labels.get("com.docker.compose.project", "").startswith(PREFIX)]
-    names += [n.name for n in client.networks.list() if n.name.startswith(PREFIX)]
-    return names
-
-
-@pytest.fixture
-def results(tmp_path):
-    yield tmp_path / "results"
-    cleanup()
 
 
 def write_scenario(tmp_path: Path, name: str, **fields) -> Path:

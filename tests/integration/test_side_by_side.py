@@ -4,25 +4,15 @@ optional server whose image is missing left out with a note, one that is not opt
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import docker
-import docker.errors
 import pytest
 import yaml
 
-from lab.scenario import ROOT
-
-import labcli  # tests/integration/labcli.py
+from labcli import image_exists, lab, leftovers  # tests/integration/labcli.py
 
 pytestmark = pytest.mark.timeout(600)
-# Under `make test` the lab's test prefix; by hand, the caller's own (never the bare "zl" that
-# `make cleanup` sweeps), so that the cleanup below touches only what these tests started.
-_ASKED = os.environ.get("ZL_PROJECT_PREFIX", "")
-PREFIX = _ASKED if _ASKED.startswith("zl") and len(_ASKED) > 2 else labcli.PREFIX
 HOST_NOISE = ("unstable", "host busy", "generator-bound")
 # An image no machine has: its server is left out, or refused.
 ABSENT = "zerolab/zltest-absent-server"
@@ -30,35 +20,16 @@ TINY = {"constraints": {"profile": "article"}, "repeats": 1,
         "load": {"connections": 20, "threads": 2, "duration_s": 2, "warmup_s": 1,
                  "mix": {"guestbook_get": 1}}}
 
-
-def image_exists(ref: str) -> bool:
-    try:
-        docker.from_env().images.get(ref)
-        return True
-    except docker.errors.DockerException:
-        return False
-
-
 C_IMAGE = image_exists("zerolab/zerohttpd:latest")
 
 
-def lab(args: list[str], results: Path, timeout: float = 540) -> subprocess.CompletedProcess:
-    env = os.environ | {"ZL_PROJECT_PREFIX": PREFIX, "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "lab", *args, "--results", str(results)], cwd=ROOT,
-                          env=env, capture_output=True, text=True, timeout=timeout)
 
 
-def leftovers() -> list[str]:
-    client = docker.from_env()
-    names = [c.name for c in client.containers.list(all=True)
-             if c.labels.get("com.docker.compose.project", "").startswith(PREFIX)]
-    return names + [n.name for n in client.networks.list() if n.name.startswith(PREFIX)]
 
 
-@pytest.fixture
-def results(tmp_path):
-    yield tmp_path / "results"
-    subprocess.run([sys.executable, "-m", "lab", "cleanup", "--prefix", PREFIX], cwd=ROOT, timeout=120)
+
+
+
 
 
 def scenario_file(tmp_path: Path, name: str, **fields) -> Path:
@@ -90,7 +61,7 @@ def test_python_faithful_and_lean_side_by_side_in_one_result(results, tmp_path):
         "server": [{"variant": "faithful"}, {"variant": "lean"},
                    {"impl": "image", "image": ABSENT, "name": "absent", "serves": ["guestbook_get"],
                     "optional": True}]})
-    out = lab(["scenario", str(path)], results)
+    out = lab(["scenario", str(path)], results, timeout=540)
     assert out.returncode == 0, out.stdout + out.stderr
     note = f"absent cells left out: no {ABSENT} image; build or pull it on this machine first"
     assert note in out.stdout
@@ -120,7 +91,7 @@ def test_python_and_the_c_servers_side_by_side_in_one_result(results, tmp_path):
         "arch": ["forking", "preforked"],
         "server": [{"variant": "faithful"}, {"variant": "lean"},
                    {"impl": "zerohttpd", "serves": ["guestbook_get", "guestbook_post"], "optional": True}]})
-    out = lab(["scenario", str(path)], results)
+    out = lab(["scenario", str(path)], results, timeout=540)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "cells left out" not in out.stdout
     doc = only_result(results, "side-three")
@@ -148,7 +119,7 @@ def test_a_server_that_is_not_optional_and_has_no_image_is_refused(results, tmp_
     path = scenario_file(tmp_path, "side-refused", sweep={
         "server": [{"variant": "lean"},
                    {"impl": "image", "image": ABSENT, "name": "absent", "serves": ["guestbook_get"]}]})
-    out = lab(["scenario", str(path)], results)
+    out = lab(["scenario", str(path)], results, timeout=540)
     assert out.returncode == 1, out.stdout + out.stderr
     assert "cells left out" not in out.stdout
     doc = only_result(results, "side-refused")

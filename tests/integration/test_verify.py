@@ -7,26 +7,15 @@ import os
 import subprocess
 import sys
 
-import docker
-import docker.errors
 import pytest
 import yaml
 
 from lab.scenario import ROOT
 
 import labcli  # tests/integration/labcli.py
+from labcli import PREFIX, image_exists  # tests/integration/labcli.py
 
 pytestmark = pytest.mark.timeout(600)
-_ASKED = os.environ.get("ZL_PROJECT_PREFIX", "")
-PREFIX = _ASKED if _ASKED.startswith("zl") and len(_ASKED) > 2 else labcli.PREFIX
-
-
-def image_exists(ref: str) -> bool:
-    try:
-        docker.from_env().images.get(ref)
-        return True
-    except docker.errors.DockerException:
-        return False
 
 
 def verify(name: str) -> subprocess.CompletedProcess:
@@ -36,16 +25,13 @@ def verify(name: str) -> subprocess.CompletedProcess:
 
 
 def leftovers() -> list[str]:
-    client = docker.from_env()
-    return [c.name for c in client.containers.list(all=True)
-            if c.labels.get("com.docker.compose.project", "").startswith(f"{PREFIX}-verify")]
+    return labcli.leftovers(f"{PREFIX}-verify")
 
 
 @pytest.fixture
 def cleanup():
     yield
-    subprocess.run([sys.executable, "-m", "lab", "cleanup", "--prefix", f"{PREFIX}-verify"], cwd=ROOT,
-                   timeout=120)
+    labcli.cleanup(f"{PREFIX}-verify")
 
 
 def test_verify_checks_an_image_for_what_its_scenario_says(cleanup):

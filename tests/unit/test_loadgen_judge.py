@@ -173,3 +173,28 @@ def test_a_raw_mix_output_with_a_silent_kind_does_not_parse():
     without_post = raw[:middle.end()] + raw[next_head.start():]
     with pytest.raises(ParseError, match="oha guestbook_post printed no report"):
         parse_output(without_post, "oha")
+
+
+REFUSED = """Running 2s test @ http://127.0.0.1:9/
+  1 threads and 2 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     0.00us    0.00us   0.00us    -nan%
+    Req/Sec     0.00      0.00     0.00      -nan%
+  0 requests in 2.10s, 0.00B read
+  Socket errors: connect 0, read 0, write 54314, timeout 0
+Requests/sec:      0.00
+Transfer/sec:       0.00B
+"""
+
+
+def test_a_wrk_that_reached_nothing_fails_the_run():
+    """Without wrk's own check before the run (loadgen/lua.py), a refused target is only seen
+    in the report: no request, refused connections (Debian's wrk 4.1 against a closed port)."""
+    [problem] = judge_tools(spec(duration_s=2), [wrk_exit(0, REFUSED)])
+    assert problem == ("wrk could not connect to http://server:8000: no request answered, 54,314 "
+                       "connections refused (connect and write errors)")
+
+
+def test_a_server_that_took_the_connections_and_answered_nothing_is_a_result():
+    hung = REFUSED.replace("write 54314, timeout 0", "write 0, timeout 12")
+    assert judge_tools(spec(duration_s=2), [wrk_exit(0, hung)]) == []
