@@ -297,30 +297,12 @@ def judge_tools(spec, exits, stopped_by_us=False):
                 problems.append(f"oha {e.kind} printed nothing" if not printed.strip()
                                 else f"oha {e.kind} printed no report: {exc}")
             continue
-        problem = _unreachable_problem(e.name, result, spec.url)
-        if problem:
-            problems.append(problem)
-            continue
         if not stopped_by_us:
             problem = _short_problem(e.name, result, spec.duration_s)
             if problem:
                 problems.append(problem)
     return problems
 
-
-def _unreachable_problem(name, result, url):
-    """wrk/wrk2 never reached the server: no answer and only refused connections (a refused
-    non-blocking connect shows as a connect or write error). wrk's own check before the run
-    would have said so, but the lab's script skips it (loadgen/lua.py); a server that took the
-    connections and then failed (read errors, timeouts) is a result, not this."""
-    errors = result.get("errors") or {}
-    refused = errors.get("connect", 0) + errors.get("write", 0)
-    if name not in ("wrk", "wrk2") or result.get("requests") or not refused:
-        return None
-    if errors.get("read", 0) or errors.get("timeout", 0):
-        return None
-    return (f"{name} could not connect to {url}: no request answered, {refused:,} connections "
-            "refused (connect and write errors)")
 
 
 def run_load(spec, stop_event=None, workdir=None, keep_request_files=None):

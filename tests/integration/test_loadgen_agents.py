@@ -324,17 +324,20 @@ def wait_final(agent, run_id, limit_s=30):
     return state
 
 
-def test_a_wrk_that_cannot_connect_fails_with_its_exit_status_and_words(lg_agents):
+def test_a_wrk_that_reaches_nothing_reports_the_refused_connections(lg_agents):
+    """The lab's wrk script skips wrk's own connect-and-close check (loadgen/lua.py), so a closed
+    port is no longer wrk's exit 1: the run ends with no request and every connection refused,
+    which the lab judges as it judges a server refusing connections under load."""
     agent = AgentClient(lg_agents[0])
     port = free_port()
     spec = LoadSpec(tool="wrk", url=f"http://127.0.0.1:{port}", connections=2, threads=1,
                     duration_s=2)
     agent.start("refused-wrk", spec, time.time())
     state = wait_final(agent, "refused-wrk")
-    assert state["state"] == "failed"
-    assert state["error"].startswith(f"wrk could not connect to http://127.0.0.1:{port}: no request "
-                                     "answered"), state["error"]
-    assert "0 requests in" in state["raw_output"]
+    assert state["state"] == "done", state.get("error")
+    result = state["result"]
+    assert result["requests"] == 0
+    assert result["errors"]["connect"] + result["errors"]["write"] > 0, result["errors"]
 
 
 def test_an_oha_kind_that_cannot_connect_is_named(lg_agents):

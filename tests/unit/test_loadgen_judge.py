@@ -187,14 +187,8 @@ Transfer/sec:       0.00B
 """
 
 
-def test_a_wrk_that_reached_nothing_fails_the_run():
-    """Without wrk's own check before the run (loadgen/lua.py), a refused target is only seen
-    in the report: no request, refused connections (Debian's wrk 4.1 against a closed port)."""
-    [problem] = judge_tools(spec(duration_s=2), [wrk_exit(0, REFUSED)])
-    assert problem == ("wrk could not connect to http://server:8000: no request answered, 54,314 "
-                       "connections refused (connect and write errors)")
-
-
-def test_a_server_that_took_the_connections_and_answered_nothing_is_a_result():
-    hung = REFUSED.replace("write 54314, timeout 0", "write 0, timeout 12")
-    assert judge_tools(spec(duration_s=2), [wrk_exit(0, hung)]) == []
+def test_refused_connections_are_the_servers_not_the_tools():
+    """A server whose queue is full refuses connections under load as a closed port does (a
+    refused non-blocking connect shows as a write error): the run's figures say so, and the
+    lab judges the server by them (lab/validity.py), not the tool's end."""
+    assert judge_tools(spec(duration_s=2), [wrk_exit(0, REFUSED)]) == []
